@@ -10,3 +10,8 @@ type Event struct {
 	Time   time.Time
 	Region Region
 }
+
+// Pseudonym stands for a subscriber wherever location data is stored or
+// looked up: a keyed hash of the normalised number (see package privacy), so
+// that neither the store nor the gateway's shared state holds a number.
+type Pseudonym [16]byte
