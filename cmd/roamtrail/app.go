@@ -1,0 +1,136 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/roamtrail/roamtrail/itinerary"
+	"github.com/roamtrail/roamtrail/privacy"
+	"github.com/roamtrail/roamtrail/store"
+)
+
+// env holds what every command shares: the streams and the root logger.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	return &cli.App{
+		Name:            "roamtrail",
+		Usage:           "tell subscribers, by SMS, where their phone has been",
+		Reader:          stdin,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {}, // main reports errors, once
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"ROAMTRAIL_LOG_LEVEL"}},
+		},
+		Commands: []*cli.Command{
+			e.genCommand(),
+			e.ingestCommand(),
+			e.purgeCommand(),
+			e.benchCommand(),
+			e.demoCommand(),
+		},
+	}
+}
+
+// logger is the root logger: zerolog JSON on stderr.
+func (e *env) logger(c *cli.Context) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(c.String("log-level"))
+	if err != nil || lvl == zerolog.NoLevel {
+		return zerolog.Nop(), fmt.Errorf("--log-level: want debug, info, warn or error")
+	}
+	return zerolog.New(e.stderr).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// Store flags, shared by every command that opens a data dir. Each is also
+// read from ROAMTRAIL_<FLAG>.
+func storeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "data-dir", Value: "data", Usage: "the data dir (visits, key, audit log)", EnvVars: []string{"ROAMTRAIL_DATA_DIR"}},
+		&cli.StringFlag{Name: "tz", Value: "Asia/Shanghai", Usage: "time zone whose calendar days itineraries count", EnvVars: []string{"ROAMTRAIL_TZ"}},
+		&cli.DurationFlag{Name: "min-dwell", Value: itinerary.DefaultMinDwell, Usage: "least span of sightings in a city on a day for it to count (0 counts every sighting)", EnvVars: []string{"ROAMTRAIL_MIN_DWELL"}},
+		&cli.IntFlag{Name: "retention", Value: 30, Usage: "days of history kept and shown, today included", EnvVars: []string{"ROAMTRAIL_RETENTION"}},
+		&cli.StringFlag{Name: "key-file", Usage: "pseudonym key (32 bytes, mode 0600); default DATA_DIR/pseudonym.key, created on first use", EnvVars: []string{"ROAMTRAIL_KEY_FILE"}},
+	}
+}
+
+// services is what a data dir opens into.
+type services struct {
+	db      *store.DB
+	ps      *privacy.Pseudonymizer
+	catalog *itinerary.Catalog
+	engine  *itinerary.Engine
+	loc     *time.Location
+	rules   itinerary.Rules
+}
+
+func (s *services) Close() error {
+	if s == nil || s.db == nil {
+		return nil
+	}
+	return s.db.Close()
+}
+
+// storeOptions validates the store flags.
+func storeOptions(c *cli.Context) (store.Options, itinerary.Rules, error) {
+	loc, err := time.LoadLocation(c.String("tz"))
+	if err != nil {
+		return store.Options{}, itinerary.Rules{}, fmt.Errorf("--tz: unknown time zone %q", c.String("tz"))
+	}
+	if d := c.Duration("min-dwell"); d < 0 || d > 24*time.Hour {
+		return store.Options{}, itinerary.Rules{}, fmt.Errorf("--min-dwell: want 0 to 24h, got %s", d)
+	}
+	if r := c.Int("retention"); r < 1 || r > 366 {
+		return store.Options{}, itinerary.Rules{}, fmt.Errorf("--retention: want 1 to 366 days, got %d", r)
+	}
+	return store.Options{Location: loc, Retention: c.Int("retention")}, itinerary.Rules{MinDwell: c.Duration("min-dwell")}, nil
+}
+
+// openServices opens the data dir named by the store flags.
+func (e *env) openServices(c *cli.Context, log zerolog.Logger) (*services, error) {
+	opts, rules, err := storeOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	dir := c.String("data-dir")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	keyFile := c.String("key-file")
+	if keyFile == "" {
+		keyFile = filepath.Join(dir, "pseudonym.key")
+	}
+	key, err := privacy.LoadOrCreateKey(keyFile, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--key-file: %w", err)
+	}
+	ps, err := privacy.NewPseudonymizer(key)
+	if err != nil {
+		return nil, fmt.Errorf("--key-file: %w", err)
+	}
+	cat, err := itinerary.NewCatalog()
+	if err != nil {
+		return nil, err
+	}
+	opts.KeyFingerprint = ps.Fingerprint()
+	opts.Logger = &log
+	db, err := store.Open(c.Context, dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &services{
+		db: db, ps: ps, catalog: cat, loc: opts.Location, rules: rules,
+		engine: &itinerary.Engine{Source: db, Rules: rules, Location: opts.Location},
+	}, nil
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/roamtrail/roamtrail/store/feed"
+)
+
+func (e *env) ingestCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "ingest",
+		Usage:     "read location events (CSV msisdn,time,region or JSON Lines) into the store",
+		ArgsUsage: "FILE|-",
+		Flags: append(storeFlags(),
+			&cli.IntFlag{Name: "batch", Value: 1 << 16, Usage: "rows per synced batch"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("ingest takes one FILE, or - for standard input")
+			}
+			log, err := e.logger(c)
+			if err != nil {
+				return err
+			}
+			var (
+				in    io.Reader = e.stdin
+				size  int64     = -1
+				isTTY bool
+			)
+			if f, ok := e.stderr.(*os.File); ok {
+				isTTY = term.IsTerminal(int(f.Fd()))
+			}
+			if name := c.Args().First(); name != "-" {
+				f, err := os.Open(name)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if st, err := f.Stat(); err == nil {
+					size = st.Size()
+				}
+				in = f
+			}
+			svc, err := e.openServices(c, log)
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			opts := feed.Options{BatchSize: c.Int("batch")}
+			if isTTY {
+				bar := progressbar.NewOptions64(size,
+					progressbar.OptionSetWriter(e.stderr),
+					progressbar.OptionShowBytes(true),
+					progressbar.OptionSetDescription("ingest"),
+					progressbar.OptionShowCount(),
+					progressbar.OptionThrottle(100_000_000),
+					progressbar.OptionClearOnFinish(),
+				)
+				opts.Progress = func(rows, bytes int64) { bar.Set64(bytes); bar.Describe(fmt.Sprintf("ingest %d rows", rows)) }
+				defer bar.Finish()
+			}
+			sum, err := feed.Ingest(c.Context, in, svc.catalog, svc.ps, svc.db, opts)
+			fmt.Fprintln(e.stdout, sum.String())
+			if err != nil {
+				return fmt.Errorf("ingest stopped after the last acknowledged batch: %w", err)
+			}
+			return svc.Close()
+		},
+	}
+}
+
+func (e *env) purgeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "purge",
+		Usage:     "delete every visit older than the retention window, from disk too",
+		ArgsUsage: " ",
+		Flags:     storeFlags(),
+		Action: func(c *cli.Context) error {
+			log, err := e.logger(c)
+			if err != nil {
+				return err
+			}
+			svc, err := e.openServices(c, log)
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			st, err := svc.db.Purge(c.Context)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "purged everything before %s: %d visits from memory, disk %d -> %d bytes in %s\n",
+				st.Cutoff, st.MemVisits, st.DiskBefore, st.DiskAfter, st.Took)
+			return svc.Close()
+		},
+	}
+}
