@@ -33,34 +33,43 @@ func (w Wording) Itinerary(it Itinerary, lang Lang) string {
 		if len(it.Places) == 0 {
 			return w.none(it.Window.Days(), lang)
 		}
-		return w.intro(it.Window.Days(), lang) + w.places(it.Places, lang, level) + w.end(lang)
+		return w.intro(it.Window.Days(), lang) + w.places(it.Places, lang, level) + w.end(lang) +
+			w.note(level, lang, it.Places)
 	})
 }
 
 // Split words a window split in two, as China Mobile's 30-day reply was:
 // the most recent days first, then the older ones.
 func (w Wording) Split(newer, older Itinerary, lang Lang) string {
-	n1, n2 := newer.Window.Days(), newer.Window.Days()+older.Window.Days()
+	n1, n2 := newer.Window.Days(), older.Window.Days()
 	return w.fit(func(level int) string {
 		if len(newer.Places) == 0 && len(older.Places) == 0 {
-			return w.none(n2, lang)
+			return w.none(n1+n2, lang)
+		}
+		note := w.note(level, lang, newer.Places, older.Places)
+		if lang == English {
+			// Two sentences, not one: places are already separated by
+			// semicolons, so a semicolon between the halves would blur them.
+			var s string
+			if len(newer.Places) == 0 {
+				s = fmt.Sprintf("We have no record of your phone in the last %d days.", n1)
+			} else {
+				s = fmt.Sprintf("In the last %d days your phone was in: %s.", n1, w.places(newer.Places, lang, level))
+			}
+			if len(older.Places) == 0 {
+				s += fmt.Sprintf(" In the %d days before that we have no record of it.", n2)
+			} else {
+				s += fmt.Sprintf(" In the %d days before that it was in: %s.", n2, w.places(older.Places, lang, level))
+			}
+			return s + note
 		}
 		part := func(it Itinerary, from, to int) string {
-			if lang == English {
-				if len(it.Places) == 0 {
-					return fmt.Sprintf("days %d-%d: nowhere on record", from, to)
-				}
-				return fmt.Sprintf("days %d-%d: %s", from, to, w.places(it.Places, lang, level))
-			}
 			if len(it.Places) == 0 {
-				return fmt.Sprintf("近%d-%d天内无记录", from, to)
+				return fmt.Sprintf("近%d-%d天内暂无到达或途经的地点记录", from, to)
 			}
 			return fmt.Sprintf("近%d-%d天内到达或途经：%s", from, to, w.places(it.Places, lang, level))
 		}
-		if lang == English {
-			return "Your phone's itinerary, " + part(newer, 1, n1) + "; " + part(older, n1+1, n2) + "."
-		}
-		return "根据您的授权查询，您于" + part(newer, 1, n1) + "；" + part(older, n1+1, n2) + "。"
+		return "根据您的授权查询，您于" + part(newer, 1, n1) + "；" + part(older, n1+1, n1+n2) + "。" + note
 	})
 }
 
@@ -83,6 +92,26 @@ func (w Wording) none(days int, lang Lang) string {
 		return fmt.Sprintf("We have no record of where your phone was in the last %d days.", days)
 	}
 	return fmt.Sprintf("根据您的授权查询，近%d天内暂无您到达或途经的地点记录。", days)
+}
+
+// note tells the subscriber that cities were folded into their provinces,
+// so that "Hebei" is not read as a visit to the province as a whole.
+func (w Wording) note(level int, lang Lang, lists ...[]Place) string {
+	if level == levelFull {
+		return ""
+	}
+	for _, ps := range lists {
+		for _, p := range ps {
+			if p.Region.IsCountry() || p.Region.IsProvince() {
+				continue
+			}
+			if lang == English {
+				return " Too many places to list: cities are shown by province."
+			}
+			return "地点较多，已按省份汇总。"
+		}
+	}
+	return ""
 }
 
 // Summary levels, tried in turn until the text fits: every place; cities
@@ -148,7 +177,11 @@ func (w Wording) places(ps []Place, lang Lang, level int) string {
 		return strings.Join(names, sep)
 	}
 	if lang == English {
-		return strings.Join(names[:keep], sep) + fmt.Sprintf("; and %d more places", rest)
+		more := "places"
+		if rest == 1 {
+			more = "place"
+		}
+		return strings.Join(names[:keep], sep) + fmt.Sprintf("; and %d more %s", rest, more)
 	}
 	return strings.Join(names[:keep], sep) + fmt.Sprintf("等%d个地区", len(names))
 }
