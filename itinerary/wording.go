@@ -148,27 +148,23 @@ func (w Wording) places(ps []Place, lang Lang, level int) string {
 	if lang == English {
 		sep = "; "
 	}
+	// Names are listed once each, in the order of first mention (the most
+	// recent first): a country with several MCCs (310 and 311 are both the
+	// United States) is several regions but one name, and folding makes
+	// several cities one province.
 	var names []string
-	if level == levelFull {
-		for _, p := range ps {
-			names = append(names, w.name(p.Region, lang, true))
-		}
-		return strings.Join(names, sep)
-	}
-	// Fold cities into provinces, keeping the order of first mention (the
-	// most recent first).
-	seen := make(map[Region]bool)
+	seen := make(map[string]bool)
 	for _, p := range ps {
-		r := p.Region
-		if !r.IsCountry() {
-			r = r.Province()
+		r, withProvince := p.Region, true
+		if level != levelFull && !r.IsCountry() {
+			r, withProvince = r.Province(), false
 		}
-		if !seen[r] {
-			seen[r] = true
-			names = append(names, w.name(r, lang, false))
+		if n := w.name(r, lang, withProvince); !seen[n] {
+			seen[n] = true
+			names = append(names, n)
 		}
 	}
-	if level == levelProvinces {
+	if level == levelFull || level == levelProvinces {
 		return strings.Join(names, sep)
 	}
 	keep := max(len(names)-(level-levelProvinces), 1)
