@@ -20,6 +20,7 @@ const (
 	numShards  = 256
 	maxRegions = 1 << 12
 	memSecMask = 1<<17 - 1
+	growSlack  = 4 // spare entries when a subscriber's slice grows
 )
 
 type shard struct {
@@ -125,6 +126,13 @@ func (m *memIndex) setDay(sub itinerary.Pseudonym, day itinerary.Day, vs []uint6
 	lo, hi := dayRange(es, day)
 	if lo == len(es) {
 		// The common case: ingest in time order appends today's visits.
+		// Grow by a few entries, not by append's doubling: a million
+		// subscribers' slack would be hundreds of megabytes.
+		if need := len(es) + len(vs); need > cap(es) {
+			grown := make([]uint64, len(es), need+growSlack)
+			copy(grown, es)
+			es = grown
+		}
 		es = append(es, vs...)
 	} else {
 		es = slices.Replace(es, lo, hi, vs...)
