@@ -40,9 +40,9 @@ type Options struct {
 
 // Summary tells what an ingest did.
 type Summary struct {
-	Rows     int64         // data rows read
-	Rejected int64         // rows with a bad number, time or region
-	Errors   []RowError    // the first few rejected rows
+	Rows     int64      // data rows read
+	Rejected int64      // rows with a bad number, time or region
+	Errors   []RowError // the first few rejected rows
 	Stats    store.ApplyStats
 	Took     time.Duration
 }
