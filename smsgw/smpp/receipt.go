@@ -53,7 +53,7 @@ var receiptKeys = []string{"id:", "sub:", "dlvrd:", "submit date:", "done date:"
 // leave fields empty; "text:" runs to the end. It never fails: an
 // unrecognisable text gives an empty Receipt.
 func ParseReceiptText(s string) Receipt {
-	lower := strings.ToLower(s)
+	lower := asciiLower(s) // byte for byte, so indices stay valid in s
 	type hit struct{ key, at int }
 	var hits []hit
 	for k, key := range receiptKeys {
@@ -122,4 +122,16 @@ func parseReceiptDate(v string) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// asciiLower lowercases ASCII letters only; unlike strings.ToLower it
+// never changes the length (invalid UTF-8 would become U+FFFD there).
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
