@@ -120,3 +120,7 @@ func complete(d *Deliver, m *smstext.Message) {
 func isBinaryErr(err error) bool {
 	return errors.Is(err, smstext.ErrBinary) || errors.Is(err, smstext.ErrUnknownCoding)
 }
+
+// Mask hides the middle of a phone number for logs (smstext.Mask):
+// "13800138000" becomes "138****8000".
+func Mask(number string) string { return smstext.Mask(number) }

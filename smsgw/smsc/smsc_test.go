@@ -1,0 +1,185 @@
+package smsc_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+
+	"github.com/roamtrail/roamtrail/smsgw/internal/pduio"
+	"github.com/roamtrail/roamtrail/smsgw/smsc"
+)
+
+func startSim(t *testing.T, opts smsc.Options) *smsc.Server {
+	t.Helper()
+	sim, err := smsc.Listen("127.0.0.1:0", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sim.Serve(context.Background()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := sim.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-done; !errors.Is(err, smsc.ErrClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return sim
+}
+
+// rawESME is a minimal hand-driven client: the simulator must be checked
+// without our session layer in between.
+type rawESME struct {
+	t  *testing.T
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawESME {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	return &rawESME{t: t, nc: nc, br: bufio.NewReader(nc)}
+}
+
+func (e *rawESME) send(b []byte) {
+	if _, err := e.nc.Write(b); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *rawESME) read() pduio.Frame {
+	f, err := pduio.ReadFrame(e.br, pduio.DefaultMaxPDU)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return f
+}
+
+func (e *rawESME) bind(id pdu.ID, sys, pw string) pduio.Frame {
+	p, err := pduio.Bind{SystemID: sys, Password: pw}.Body(id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b, _ := pduio.Encode(p, 1, 0)
+	e.send(b)
+	return e.read()
+}
+
+func TestBindAuthAndAlreadyBound(t *testing.T) {
+	sim := startSim(t, smsc.Options{Accounts: []smsc.Account{{SystemID: "a", Password: "p"}}})
+	e := dialRaw(t, sim.Addr())
+	if f := e.bind(pdu.BindTransceiverID, "a", "wrong"); f.Status != 0x0E || f.ID != pdu.BindTransceiverRespID {
+		t.Fatalf("bad password: %+v", f)
+	}
+	if f := e.bind(pdu.BindTransceiverID, "a", "p"); f.Status != 0 {
+		t.Fatalf("bind: %+v", f)
+	}
+	if f := e.bind(pdu.BindTransceiverID, "a", "p"); f.Status != 0x05 {
+		t.Fatalf("second bind: %+v", f)
+	}
+	// Unknown command → generic_nack 0x03.
+	e.send(pduio.Empty(0x00000077, 9, 0))
+	if f := e.read(); f.ID != pdu.GenericNACKID || f.Status != 0x03 || f.Seq != 9 {
+		t.Fatalf("unknown: %+v", f)
+	}
+}
+
+// The simulator numbers its own requests from 1 on each connection.
+func TestOwnSequenceFromOne(t *testing.T) {
+	sim := startSim(t, smsc.Options{})
+	e := dialRaw(t, sim.Addr())
+	e.bind(pdu.BindReceiverID, "x", "")
+	errc := make(chan error, 1)
+	go func() { errc <- sim.InjectMO(context.Background(), "13800138000", "10086", "hi") }()
+	f := e.read()
+	if f.ID != pdu.DeliverSMID || f.Seq != 1 {
+		t.Fatalf("first deliver_sm: %+v", f)
+	}
+	sm, err := pduio.ParseSM(f.Body)
+	if err != nil || string(sm.ShortMessage) != "hi" || sm.Source != "13800138000" {
+		t.Fatalf("deliver_sm body %+v %v", sm, err)
+	}
+	b, _ := pduio.IDResp(pdu.DeliverSMRespID, f.Seq, 0, "")
+	e.send(b)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMTReassemblyAndHTTP(t *testing.T) {
+	sim := startSim(t, smsc.Options{})
+	e := dialRaw(t, sim.Addr())
+	e.bind(pdu.BindTransceiverID, "x", "")
+	parts := [][]byte{
+		append([]byte{5, 0, 3, 9, 2, 2}, " world"...),
+		append([]byte{5, 0, 3, 9, 2, 1}, "hello"...),
+	}
+	for i, p := range parts {
+		sm := &pduio.SM{Source: "10086", Dest: "13800138000", ESMClass: pduio.ESMUDHI, ShortMessage: p}
+		body, _ := sm.Body(pdu.SubmitSMID)
+		b, _ := pduio.Encode(body, uint32(10+i), 0)
+		e.send(b)
+		if f := e.read(); f.ID != pdu.SubmitSMRespID || f.Status != 0 || f.Seq != uint32(10+i) {
+			t.Fatalf("resp %+v", f)
+		}
+	}
+	mts, err := sim.WaitMT(context.Background(), 1)
+	if err != nil || mts[0].Text != "hello world" || mts[0].Parts != 2 || len(mts[0].MessageIDs) != 2 {
+		t.Fatalf("MT %+v %v", mts, err)
+	}
+
+	srv := httptest.NewServer(sim.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/mt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mt smsc.MT
+	if err := json.NewDecoder(resp.Body).Decode(&mt); err != nil || mt.Text != "hello world" {
+		t.Fatalf("GET /mt: %+v %v", mt, err)
+	}
+	resp.Body.Close()
+
+	// POST /mo: answered by our raw ESME.
+	go func() {
+		f := e.read()
+		b, _ := pduio.IDResp(pdu.DeliverSMRespID, f.Seq, 0, "")
+		e.send(b)
+	}()
+	resp, err = http.Post(srv.URL+"/mo", "application/json", strings.NewReader(`{"from":"13800138000","to":"10086","text":"TQ"}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST /mo: %v %v", resp.Status, err)
+	}
+	resp.Body.Close()
+	resp, _ = http.Post(srv.URL+"/mo", "application/json", bytes.NewReader([]byte(`{"text":"x"}`)))
+	if resp.StatusCode != 400 {
+		t.Fatalf("POST /mo without numbers: %v", resp.Status)
+	}
+	resp.Body.Close()
+}
+
+func TestInjectWaitsForReceiverAndCtx(t *testing.T) {
+	sim := startSim(t, smsc.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := sim.InjectMO(ctx, "1", "2", "x"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("no receiver: %v", err)
+	}
+}
