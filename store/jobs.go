@@ -1,0 +1,70 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Jobs are the gateway's durable queue: an MO is written here before its
+// deliver_sm_resp says OK, so that a crash between the two loses no query.
+// Keys are the caller's (ordered as it likes), values opaque; the caller
+// seals anything personal in them. Every write is synced; concurrent writers
+// share fsyncs (Pebble groups commits), so a busy gateway pays far less than
+// one fsync per job.
+const prefixJob = 'j'
+
+func jobKey(id []byte) []byte { return append([]byte{prefixJob}, id...) }
+
+// PutJob stores or replaces a job.
+func (db *DB) PutJob(ctx context.Context, id, value []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !db.enterRead() {
+		return ErrClosed
+	}
+	defer db.lifeMu.RUnlock()
+	if err := db.pdb.Set(jobKey(id), value, pebble.Sync); err != nil {
+		return fmt.Errorf("store: put job: %w", err)
+	}
+	return nil
+}
+
+// DeleteJob removes a job; a missing job is not an error.
+func (db *DB) DeleteJob(ctx context.Context, id []byte) error {
+	if !db.enterRead() {
+		return ErrClosed
+	}
+	defer db.lifeMu.RUnlock()
+	if err := db.pdb.Delete(jobKey(id), pebble.Sync); err != nil {
+		return fmt.Errorf("store: delete job: %w", err)
+	}
+	return nil
+}
+
+// Jobs calls fn for every stored job in key order. The slices are fn's to
+// keep.
+func (db *DB) Jobs(ctx context.Context, fn func(id, value []byte) error) error {
+	if !db.enterRead() {
+		return ErrClosed
+	}
+	defer db.lifeMu.RUnlock()
+	it, err := db.pdb.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte{prefixJob}, UpperBound: []byte{prefixJob + 1}})
+	if err != nil {
+		return fmt.Errorf("store: jobs: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("store: jobs: %w", err)
+		}
+		if err := fn(bytes.Clone(it.Key()[1:]), bytes.Clone(v)); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
