@@ -1,0 +1,72 @@
+package smsgw
+
+import (
+	"context"
+	"time"
+
+	"github.com/roamtrail/roamtrail/itinerary"
+	"github.com/roamtrail/roamtrail/smsgw/smpp"
+)
+
+// What the gateway needs from the rest of the service, declared here where
+// it is used and kept small. cmd wires the concrete types: *itinerary.Engine,
+// *store.DB, the state store (smsgw/state), *smpp.Session.
+
+// Itineraries answers lookups (itinerary.Engine over the store).
+type Itineraries interface {
+	Lookup(ctx context.Context, sub itinerary.Pseudonym, days int) (itinerary.Itinerary, error)
+	LookupSplit(ctx context.Context, sub itinerary.Pseudonym, days, recent int) (newer, older itinerary.Itinerary, err error)
+}
+
+// Jobs is the durable queue an MO is written to before it is acknowledged
+// (store.DB).
+type Jobs interface {
+	PutJob(ctx context.Context, id, value []byte) error
+	DeleteJob(ctx context.Context, id []byte) error
+	Jobs(ctx context.Context, fn func(id, value []byte) error) error
+}
+
+// Sender submits replies (smpp.Session).
+type Sender interface {
+	SubmitParts(ctx context.Context, m *smpp.Message) ([]string, error)
+}
+
+// Pending is a request waiting for the subscriber's Y.
+type Pending struct {
+	Nonce string         // the job that made it
+	Days  int            // 15 or 30
+	Lang  itinerary.Lang // the language of the request
+}
+
+// Dialog is a subscriber's dialogue state as the state store holds it.
+type Dialog struct {
+	// Token changes with every change of the dialogue: the pending
+	// request's nonce, "done:"+nonce once it was confirmed or cancelled, or
+	// empty. It keys duplicate suppression (see Gateway).
+	Token   string
+	Pending *Pending
+}
+
+// State is the gateway's shared state: dialogues, duplicate claims and
+// limits (smsgw/state: in memory for one instance, Redis for several).
+// Every operation that a crash may repeat takes the job id as owner, so
+// repeating it gives the same answer.
+type State interface {
+	// Claim records key for ttl. It reports true when key was new or is
+	// already owned by owner.
+	Claim(ctx context.Context, key, owner string, ttl time.Duration) (bool, error)
+	// Dialog returns sub's dialogue.
+	Dialog(ctx context.Context, sub itinerary.Pseudonym) (Dialog, error)
+	// SetPending makes p the pending request, replacing any other.
+	SetPending(ctx context.Context, sub itinerary.Pseudonym, p Pending, ttl time.Duration) error
+	// Resolve ends the pending request on behalf of taker (confirm or
+	// cancel) and returns it. Resolving again with the same taker returns
+	// the same request; ok is false when nothing is pending for taker.
+	Resolve(ctx context.Context, sub itinerary.Pseudonym, taker string, ttl time.Duration) (p Pending, ok bool, err error)
+	// CountRequest counts a request against sub's daily limit: allowed
+	// while the day's count is within limit; notify is true once a day, the
+	// first time it is not.
+	CountRequest(ctx context.Context, sub itinerary.Pseudonym, day string, limit int) (allowed, notify bool, err error)
+	// AllowGlobal spends one unit of a global budget of limit per window.
+	AllowGlobal(ctx context.Context, limit int, per time.Duration) (bool, error)
+}

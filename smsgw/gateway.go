@@ -1,0 +1,582 @@
+// Package smsgw is the SMS front door: the dialogue subscribers have with the
+// short code, on top of the SMPP session layer in smsgw/smpp.
+//
+// # Never lose, never double-answer
+//
+// An MO is written to a durable queue (Jobs) before its deliver_sm_resp says
+// OK; a crash after that resumes the job at start. When the gateway cannot
+// take an MO (queue full, shared state unreachable, the global flood budget
+// spent, shutting down) it answers ESME_RX_T_APPN and the SMSC keeps and
+// redelivers the message.
+//
+// The SMSC may also redeliver a message we did take, when our resp was lost
+// with a connection. Such duplicates are suppressed with claims keyed by the
+// subscriber, the command and the dialogue's token: the token changes with
+// every step of the dialogue (a new pending request, its confirmation), so a
+// redelivered CXMYD or Y finds its claim taken, while the same keyword sent
+// again after the dialogue moved on is a new request and is answered again.
+// Every step a crash may repeat is idempotent by job id.
+package smsgw
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/roamtrail/roamtrail/itinerary"
+	"github.com/roamtrail/roamtrail/itinerary/msisdn"
+	"github.com/roamtrail/roamtrail/smsgw/smpp"
+)
+
+// Pseudonymizer turns a number into a pseudonym (privacy.Pseudonymizer).
+type Pseudonymizer interface {
+	Pseudonym(n msisdn.Number) itinerary.Pseudonym
+}
+
+// Sealer encrypts the number a queued job replies to (privacy.Sealer).
+type Sealer interface {
+	Seal(plaintext, ad []byte) ([]byte, error)
+	Open(sealed, ad []byte) ([]byte, error)
+}
+
+// Options configure a Gateway. Every field's zero value selects its default.
+type Options struct {
+	// ShortCode is the service number replies come from. Default "10086".
+	ShortCode string
+	// ShortCodeTON and ShortCodeNPI address the short code. Default 3
+	// (network specific) and 0; SMSCs differ, so both are settings.
+	ShortCodeTON, ShortCodeNPI byte
+	// SubscriberTON and SubscriberNPI address subscribers, in
+	// international form. Default 1 and 1.
+	SubscriberTON, SubscriberNPI byte
+	// Carriage is how long replies travel: UDH (default), SAR TLVs or
+	// message_payload.
+	Carriage smpp.Carriage
+
+	// Location is the calendar of the daily limit. Default Asia/Shanghai.
+	Location *time.Location
+	// DailyLimit is the most itinerary requests a subscriber may make in a
+	// day; past it one "limit reached" reply a day. Default 10.
+	DailyLimit int
+	// GlobalLimit and GlobalPer are a budget of MOs taken across every
+	// instance, a circuit breaker against floods: past it MOs are left with
+	// the SMSC (ESME_RX_T_APPN). Default 120,000 per minute.
+	GlobalLimit int
+	GlobalPer   time.Duration
+	// PendingTTL is how long a request waits for Y. Default 10 minutes.
+	PendingTTL time.Duration
+	// DedupTTL is how long a claim against redelivery lasts. Default 10
+	// minutes.
+	DedupTTL time.Duration
+
+	// Workers is how many jobs are worked on at once. Default 16.
+	Workers int
+	// MaxBacklog is the most jobs queued or in progress; past it MOs are
+	// left with the SMSC. Default 10,000.
+	MaxBacklog int
+	// MaxJobAge is how long a job whose reply keeps failing is retried
+	// before it is dropped and counted. Default 1 hour.
+	MaxJobAge time.Duration
+	// Backoff is the delay before retry n of a failed job. Default 1 s
+	// doubling to 60 s.
+	Backoff func(attempt int) time.Duration
+
+	// Wording words itineraries. Its Catalog is required.
+	Wording itinerary.Wording
+
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger gets the gateway's events; numbers appear masked. Default
+	// zerolog.Nop().
+	Logger *zerolog.Logger
+	// Registerer gets the metrics. Default nil: kept, not registered.
+	Registerer prometheus.Registerer
+}
+
+// Deps are the gateway's collaborators. All are required.
+type Deps struct {
+	Itineraries Itineraries
+	Jobs        Jobs
+	State       State
+	Sender      Sender
+	Pseudonyms  Pseudonymizer
+	Sealer      Sealer
+}
+
+// ErrOptions reports a bad Option or a missing dependency.
+var ErrOptions = errors.New("smsgw: bad options")
+
+func (o Options) withDefaults() (Options, error) {
+	if o.ShortCode == "" {
+		o.ShortCode = "10086"
+	}
+	if o.ShortCodeTON == 0 && o.ShortCodeNPI == 0 {
+		o.ShortCodeTON = 3
+	}
+	if o.SubscriberTON == 0 && o.SubscriberNPI == 0 {
+		o.SubscriberTON, o.SubscriberNPI = 1, 1
+	}
+	if o.Location == nil {
+		loc, err := time.LoadLocation("Asia/Shanghai")
+		if err != nil {
+			return o, fmt.Errorf("%w: Location: %w", ErrOptions, err)
+		}
+		o.Location = loc
+	}
+	setDefault(&o.DailyLimit, 10)
+	setDefault(&o.GlobalLimit, 120_000)
+	setDefault(&o.GlobalPer, time.Minute)
+	setDefault(&o.PendingTTL, 10*time.Minute)
+	setDefault(&o.DedupTTL, 10*time.Minute)
+	setDefault(&o.Workers, 16)
+	setDefault(&o.MaxBacklog, 10_000)
+	setDefault(&o.MaxJobAge, time.Hour)
+	if o.Backoff == nil {
+		o.Backoff = func(n int) time.Duration { return min(time.Second<<min(n, 6), time.Minute) }
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		l := zerolog.Nop()
+		o.Logger = &l
+	}
+	switch {
+	case o.Wording.Catalog == nil:
+		return o, fmt.Errorf("%w: Wording.Catalog is required", ErrOptions)
+	case o.DailyLimit < 0, o.GlobalLimit < 0, o.Workers < 0, o.MaxBacklog < 0:
+		return o, fmt.Errorf("%w: limits must not be negative", ErrOptions)
+	}
+	return o, nil
+}
+
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+// Gateway is the SMS dialogue. Handle is its smpp.Handler; Run works the
+// queue; Shutdown stops it.
+type Gateway struct {
+	opts Options
+	deps Deps
+	log  zerolog.Logger
+	m    *metrics
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []*job
+	backlog int // queued + in progress + waiting to retry
+	closing bool
+	timers  map[*time.Timer]struct{}
+	workers sync.WaitGroup
+	running atomic.Bool
+
+	stateDownUntil atomic.Int64 // unix nanos: refuse MOs while the state store is failing
+}
+
+// New returns a Gateway.
+func New(opts Options, deps Deps) (*Gateway, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if deps.Itineraries == nil || deps.Jobs == nil || deps.State == nil || deps.Sender == nil || deps.Pseudonyms == nil || deps.Sealer == nil {
+		return nil, fmt.Errorf("%w: every dependency is required", ErrOptions)
+	}
+	g := &Gateway{opts: o, deps: deps, log: o.Logger.With().Str("component", "gateway").Logger(), m: newMetrics(o.Registerer), timers: make(map[*time.Timer]struct{})}
+	g.cond = sync.NewCond(&g.mu)
+	return g, nil
+}
+
+// Log field names.
+const (
+	fieldNumber  = "number" // always masked
+	fieldCommand = "command"
+	fieldJob     = "job"
+)
+
+// Handle takes one inbound message. It returns within the time of one
+// synced write: the work happens on the gateway's workers.
+func (g *Gateway) Handle(ctx context.Context, d *smpp.Deliver) smpp.Status {
+	if d.IsReceipt() {
+		state := "unknown"
+		if d.Receipt.State != "" {
+			state = d.Receipt.State
+		}
+		g.m.receipts.WithLabelValues(state).Inc()
+		return smpp.StatusOK
+	}
+	n, err := msisdn.Parse(d.Source.Addr)
+	if err != nil {
+		// Nobody to answer: acknowledge so the SMSC does not redeliver
+		// forever, and count it.
+		g.log.Warn().Str(fieldNumber, msisdn.Mask(d.Source.Addr)).Err(err).Msg("MO from a sender that is not a number")
+		g.m.replies.WithLabelValues("bad_sender").Inc()
+		return smpp.StatusOK
+	}
+	cmd := ParseKeyword(d.Text)
+	if d.Binary {
+		cmd = Command{Kind: KindHelp, Lang: itinerary.Chinese}
+	}
+	if reason := g.refuse(ctx); reason != "" {
+		g.m.refused.WithLabelValues(reason).Inc()
+		return smpp.StatusRxTAppn
+	}
+	now := g.opts.Now()
+	id, err := newJobID(now)
+	if err != nil {
+		g.m.refused.WithLabelValues("internal").Inc()
+		return smpp.StatusRxTAppn
+	}
+	sealed, err := g.deps.Sealer.Seal([]byte(n), []byte(id))
+	if err != nil {
+		g.m.refused.WithLabelValues("internal").Inc()
+		return smpp.StatusRxTAppn
+	}
+	j := &job{ID: id, Sub: g.deps.Pseudonyms.Pseudonym(n), Sealed: sealed, Masked: n.Masked(), Cmd: cmd, Received: now}
+	if err := g.put(ctx, j); err != nil {
+		g.log.Error().Err(err).Msg("cannot queue an MO; the SMSC keeps it")
+		g.m.refused.WithLabelValues("store").Inc()
+		return smpp.StatusRxTAppn
+	}
+	g.m.mo.WithLabelValues(cmd.Kind.String()).Inc()
+	g.enqueue(j, true)
+	return smpp.StatusOK
+}
+
+// refuse says why an MO cannot be taken now, or "".
+func (g *Gateway) refuse(ctx context.Context) string {
+	g.mu.Lock()
+	closing, full := g.closing, g.backlog >= g.opts.MaxBacklog
+	g.mu.Unlock()
+	switch {
+	case closing:
+		return "shutdown"
+	case full:
+		return "backlog"
+	case time.Now().UnixNano() < g.stateDownUntil.Load():
+		return "state"
+	}
+	ok, err := g.deps.State.AllowGlobal(ctx, g.opts.GlobalLimit, g.opts.GlobalPer)
+	switch {
+	case err != nil:
+		g.stateFailed(err)
+		return "state"
+	case !ok:
+		g.m.limited.WithLabelValues("global").Inc()
+		return "flood"
+	}
+	return ""
+}
+
+// stateFailed makes Handle refuse MOs for a moment: while the shared state
+// is unreachable nothing can be answered safely (no duplicate claims, no
+// consent step), so the SMSC keeps the messages.
+func (g *Gateway) stateFailed(err error) {
+	g.log.Warn().Err(err).Msg("shared state unavailable; refusing MOs for 2s")
+	g.stateDownUntil.Store(time.Now().Add(2 * time.Second).UnixNano())
+}
+
+func (g *Gateway) put(ctx context.Context, j *job) error {
+	b, err := j.encode()
+	if err != nil {
+		return err
+	}
+	return g.deps.Jobs.PutJob(ctx, []byte(j.ID), b)
+}
+
+// enqueue hands j to the workers; fresh counts it into the backlog.
+func (g *Gateway) enqueue(j *job, fresh bool) {
+	g.mu.Lock()
+	if fresh {
+		g.backlog++
+		g.m.backlog.Set(float64(g.backlog))
+	}
+	g.queue = append(g.queue, j)
+	g.mu.Unlock()
+	g.cond.Signal()
+}
+
+// Run loads the jobs a previous run left and works the queue until ctx ends
+// or Shutdown. It returns after every worker stopped.
+func (g *Gateway) Run(ctx context.Context) error {
+	if !g.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: Run called twice", ErrOptions)
+	}
+	resumed := 0
+	err := g.deps.Jobs.Jobs(ctx, func(id, value []byte) error {
+		j, err := decodeJob(id, value)
+		if err != nil {
+			g.log.Error().Err(err).Msg("dropping an unreadable job")
+			return g.deps.Jobs.DeleteJob(ctx, id)
+		}
+		g.enqueue(j, true)
+		resumed++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("smsgw: resume jobs: %w", err)
+	}
+	if resumed > 0 {
+		g.log.Info().Int("jobs", resumed).Msg("resuming jobs left by the last run")
+	}
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	for range g.opts.Workers {
+		g.workers.Go(func() { g.work(wctx) })
+	}
+	stop := context.AfterFunc(ctx, func() {
+		g.mu.Lock()
+		g.closing = true
+		g.mu.Unlock()
+		g.cond.Broadcast()
+	})
+	defer stop()
+	g.workers.Wait()
+	return nil
+}
+
+// Shutdown stops taking MOs, lets the workers finish the jobs queued, and
+// returns when they did or ctx ended; what is left stays in the durable
+// queue for the next start. It is safe to call more than once.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.closing = true
+	for t := range g.timers {
+		t.Stop() // a job waiting to retry stays stored for the next start
+	}
+	clear(g.timers)
+	g.mu.Unlock()
+	g.cond.Broadcast()
+	done := make(chan struct{})
+	go func() { g.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *Gateway) work(ctx context.Context) {
+	for {
+		g.mu.Lock()
+		for len(g.queue) == 0 && !g.closing {
+			g.cond.Wait()
+		}
+		if len(g.queue) == 0 {
+			g.mu.Unlock()
+			return
+		}
+		j := g.queue[0]
+		g.queue[0] = nil
+		g.queue = g.queue[1:]
+		g.mu.Unlock()
+		g.process(ctx, j)
+	}
+}
+
+// retryable marks errors after which a job is tried again later.
+type retryable struct{ err error }
+
+func (r retryable) Error() string { return r.err.Error() }
+func (r retryable) Unwrap() error { return r.err }
+
+func (g *Gateway) process(ctx context.Context, j *job) {
+	log := g.log.With().Str(fieldJob, j.ID).Str(fieldNumber, j.Masked).Str(fieldCommand, j.Cmd.Kind.String()).Logger()
+	err := g.step(ctx, j)
+	var r retryable
+	if errors.As(err, &r) && g.opts.Now().Sub(j.Received) < g.opts.MaxJobAge {
+		j.Attempts++
+		if perr := g.put(ctx, j); perr != nil {
+			log.Error().Err(perr).Msg("cannot save a job's progress")
+		}
+		delay := g.opts.Backoff(j.Attempts - 1)
+		log.Warn().Err(err).Int("attempt", j.Attempts).Dur("retry_in", delay).Msg("job failed; will retry")
+		g.mu.Lock()
+		if !g.closing {
+			var t *time.Timer
+			t = time.AfterFunc(delay, func() {
+				g.mu.Lock()
+				delete(g.timers, t)
+				g.mu.Unlock()
+				g.enqueue(j, false)
+			})
+			g.timers[t] = struct{}{}
+		}
+		g.mu.Unlock()
+		return
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("job dropped")
+		g.m.replies.WithLabelValues("dropped").Inc()
+	}
+	if derr := g.deps.Jobs.DeleteJob(ctx, []byte(j.ID)); derr != nil {
+		log.Error().Err(derr).Msg("cannot delete a finished job")
+	}
+	g.mu.Lock()
+	g.backlog--
+	g.m.backlog.Set(float64(g.backlog))
+	g.mu.Unlock()
+}
+
+// claimKey keys duplicate suppression: subscriber, command, dialogue token.
+func claimKey(sub itinerary.Pseudonym, c Command, token string) string {
+	h := sha256.New()
+	h.Write(sub[:])
+	fmt.Fprintf(h, "|%d|%d|%d|%s", c.Kind, c.Days, c.Lang, token)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// step does the job's work up to its reply.
+func (g *Gateway) step(ctx context.Context, j *job) error {
+	st := g.deps.State
+	stateErr := func(err error) error {
+		g.stateFailed(err)
+		return retryable{err}
+	}
+	if !j.Claimed {
+		d, err := st.Dialog(ctx, j.Sub)
+		if err != nil {
+			return stateErr(err)
+		}
+		first, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, d.Token), j.ID, g.opts.DedupTTL)
+		if err != nil {
+			return stateErr(err)
+		}
+		if !first {
+			g.m.duplicates.Inc()
+			return nil
+		}
+		j.Claimed = true
+	}
+	switch j.Cmd.Kind {
+	case KindRequest:
+		if !j.Counted {
+			day := g.opts.Now().In(g.opts.Location).Format(time.DateOnly)
+			allowed, notify, err := st.CountRequest(ctx, j.Sub, day, g.opts.DailyLimit)
+			if err != nil {
+				return stateErr(err)
+			}
+			j.Counted, j.Allowed, j.Notify = true, allowed, notify
+		}
+		if allowed, notify := j.Allowed, j.Notify; !allowed {
+			g.m.limited.WithLabelValues("daily").Inc()
+			if !notify {
+				return nil // one "limit reached" a day is enough
+			}
+			return g.reply(ctx, j, "limit", limitText(g.opts.DailyLimit, j.Cmd.Lang))
+		}
+		// A redelivery of this request will see the token this sets:
+		// claim it first, so the redelivery finds it taken.
+		if _, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, j.ID), j.ID, g.opts.DedupTTL); err != nil {
+			return stateErr(err)
+		}
+		p := Pending{Nonce: j.ID, Days: j.Cmd.Days, Lang: j.Cmd.Lang}
+		if err := st.SetPending(ctx, j.Sub, p, g.opts.PendingTTL); err != nil {
+			return stateErr(err)
+		}
+		return g.reply(ctx, j, "prompt", promptText(p.Days, p.Lang, int(g.opts.PendingTTL/time.Minute)))
+
+	case KindConfirm, KindCancel:
+		p := j.Resolved
+		if p == nil {
+			d, err := st.Dialog(ctx, j.Sub)
+			if err != nil {
+				return stateErr(err)
+			}
+			if d.Pending != nil {
+				if _, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, "done:"+d.Pending.Nonce), j.ID, g.opts.DedupTTL); err != nil {
+					return stateErr(err)
+				}
+			}
+			rp, ok, err := st.Resolve(ctx, j.Sub, j.ID, g.opts.DedupTTL)
+			if err != nil {
+				return stateErr(err)
+			}
+			if !ok {
+				// A Y with nothing pending reveals nothing.
+				return g.reply(ctx, j, "nothing_pending", nothingPendingText(j.Cmd.Lang))
+			}
+			p = &rp
+			j.Resolved = p
+			if err := g.put(ctx, j); err != nil {
+				return retryable{err}
+			}
+		}
+		if j.Cmd.Kind == KindCancel {
+			return g.reply(ctx, j, "cancelled", cancelledText(p.Lang))
+		}
+		text, err := g.itineraryText(ctx, j.Sub, p)
+		if err != nil {
+			return retryable{err}
+		}
+		return g.reply(ctx, j, "itinerary", text)
+
+	default:
+		return g.reply(ctx, j, "help", helpText(j.Cmd.Lang))
+	}
+}
+
+func (g *Gateway) itineraryText(ctx context.Context, sub itinerary.Pseudonym, p *Pending) (string, error) {
+	start := time.Now()
+	defer func() { g.m.lookup.Observe(time.Since(start).Seconds()) }()
+	if p.Days > 15 {
+		newer, older, err := g.deps.Itineraries.LookupSplit(ctx, sub, p.Days, 15)
+		if err != nil {
+			return "", err
+		}
+		return g.opts.Wording.Split(newer, older, p.Lang), nil
+	}
+	it, err := g.deps.Itineraries.Lookup(ctx, sub, p.Days)
+	if err != nil {
+		return "", err
+	}
+	return g.opts.Wording.Itinerary(it, p.Lang), nil
+}
+
+// reply sends text to the job's sender from the short code.
+func (g *Gateway) reply(ctx context.Context, j *job, outcome, text string) error {
+	number, err := g.deps.Sealer.Open(j.Sealed, []byte(j.ID))
+	if err != nil {
+		return err // not retryable: the job cannot be answered
+	}
+	_, err = g.deps.Sender.SubmitParts(ctx, &smpp.Message{
+		Source:   smpp.Address{Addr: g.opts.ShortCode, TON: g.opts.ShortCodeTON, NPI: g.opts.ShortCodeNPI},
+		Dest:     smpp.Address{Addr: msisdn.Number(number).Digits(), TON: g.opts.SubscriberTON, NPI: g.opts.SubscriberNPI},
+		Text:     text,
+		Carriage: g.opts.Carriage,
+	})
+	var pe *smpp.PartsError
+	var se *smpp.StatusError
+	switch {
+	case err == nil:
+		g.m.replies.WithLabelValues(outcome).Inc()
+		g.m.endToEnd.WithLabelValues(j.Cmd.Kind.String()).Observe(g.opts.Now().Sub(j.Received).Seconds())
+		return nil
+	case errors.As(err, &pe) && len(pe.Accepted) > 0:
+		// Some parts went: sending again would repeat them.
+		g.m.replies.WithLabelValues("partial").Inc()
+		return nil
+	case errors.Is(err, smpp.ErrUnknownOutcome):
+		// Written, unanswered: the SMSC may have it. Never resend blindly.
+		g.m.replies.WithLabelValues("unknown").Inc()
+		return nil
+	case errors.As(err, &se) && !se.Temporary():
+		g.m.replies.WithLabelValues("rejected").Inc()
+		return nil
+	default:
+		return retryable{err}
+	}
+}
