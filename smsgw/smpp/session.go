@@ -399,7 +399,6 @@ func (s *Session) submit(ctx context.Context, sm *pduio.SM) (string, error) {
 			s.m.submits.WithLabelValues(label).Inc()
 			return "", &StatusError{Command: f.ID, Status: f.Status}
 		}
-		s.m.submits.WithLabelValues("retry_" + label[len("status_"):]).Inc()
 		if f.Status != StatusSysErr {
 			throttles++
 			pause *= time.Duration(1 << min(throttles-1, 3))
@@ -410,6 +409,7 @@ func (s *Session) submit(ctx context.Context, sm *pduio.SM) (string, error) {
 			retry = true
 			s.addRetrying(1)
 		}
+		s.m.submits.WithLabelValues("retry_" + label[len("status_"):]).Inc()
 		if f.Status == StatusSysErr {
 			select {
 			case <-time.After(pause):

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roamtrail/roamtrail/smsgw/internal/pduio"
 	"github.com/roamtrail/roamtrail/smsgw/smpp"
@@ -395,12 +396,15 @@ func TestThrottleAndQueueFullRetry(t *testing.T) {
 // Throttled PDUs go before new ones.
 func TestThrottleRetryFirst(t *testing.T) {
 	sim := startSim(t, smsc.Options{})
-	s := startSession(t, sim.Addr(), smpp.Options{ThrottlePause: 100 * time.Millisecond, Window: 1})
+	reg := prometheus.NewRegistry()
+	s := startSession(t, sim.Addr(), smpp.Options{ThrottlePause: 100 * time.Millisecond, Window: 1, Registerer: reg})
 	ctx := testCtx(t)
 	sim.FailSubmits(1, 0x58)
 	first := make(chan error, 1)
 	go func() { _, err := s.Submit(ctx, sub("13800138000", "first")); first <- err }()
-	eventually(t, "throttled", func() bool { return sim.Stats().SubmitsReceived == 1 })
+	eventually(t, "throttle seen by the session", func() bool {
+		return metricValue(t, reg, "roamtrail_smpp_submits_total", "retry_0x58") == 1
+	})
 	if _, err := s.Submit(ctx, sub("13800138000", "second")); err != nil {
 		t.Fatal(err)
 	}
@@ -673,7 +677,7 @@ func TestReceiverTransmitterMode(t *testing.T) {
 // lost.
 func TestHandlerBackPressure(t *testing.T) {
 	checkGoroutines(t)
-	sim := startSim(t, smsc.Options{RedeliveryDelay: 20 * time.Millisecond, MaxDeliveryAttempts: 100})
+	sim := startSim(t, smsc.Options{RedeliveryDelay: 20 * time.Millisecond, MaxDeliveryAttempts: 1000})
 	release := make(chan struct{})
 	in := newInbox()
 	handler := func(ctx context.Context, d *smpp.Deliver) smpp.Status {
@@ -707,5 +711,56 @@ func TestHandlerPanic(t *testing.T) {
 	}
 	if st := sim.Stats(); st.Binds != 1 {
 		t.Fatalf("panic cost the link: %+v", st)
+	}
+}
+
+// metricValue reads one counter or gauge from a registry by its label
+// value (0 when absent).
+func metricValue(t testing.TB, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetValue() == label {
+					if c := m.GetCounter(); c != nil {
+						return c.GetValue()
+					}
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func TestMetrics(t *testing.T) {
+	sim := startSim(t, smsc.Options{})
+	reg := prometheus.NewRegistry()
+	in := newInbox()
+	s := startSession(t, sim.Addr(), smpp.Options{Registerer: reg, Name: "test", Handler: in.handler(smpp.StatusOK)})
+	ctx := testCtx(t)
+	if _, err := s.Submit(ctx, sub("13800138000", "m")); err != nil {
+		t.Fatal(err)
+	}
+	sim.InjectMO(ctx, "13800138000", "10086", "mo")
+	if v := metricValue(t, reg, "roamtrail_smpp_submits_total", "ok"); v != 1 {
+		t.Fatalf("submits ok = %v", v)
+	}
+	if v := metricValue(t, reg, "roamtrail_smpp_inbound_total", "mo"); v != 1 {
+		t.Fatalf("inbound mo = %v", v)
+	}
+	if v := metricValue(t, reg, "roamtrail_smpp_bound", "trx"); v != 1 {
+		t.Fatalf("bound = %v", v)
+	}
+	// A second session on the same registry needs its own Name.
+	if _, err := smpp.New(smpp.Options{Addr: sim.Addr(), SystemID: "x", Registerer: reg, Name: "test"}); err == nil {
+		t.Fatal("duplicate registration accepted")
 	}
 }
