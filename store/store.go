@@ -323,6 +323,10 @@ func (db *DB) Visits(ctx context.Context, sub itinerary.Pseudonym, w itinerary.W
 // Offset returns the offset stored by the last Apply for source, and whether
 // there was one.
 func (db *DB) Offset(source string) (int64, bool, error) {
+	if !db.enterRead() {
+		return 0, false, ErrClosed
+	}
+	defer db.lifeMu.RUnlock()
 	v, err := db.getMeta("offset/" + source)
 	if err != nil || v == nil {
 		return 0, false, err
