@@ -36,8 +36,8 @@ func lockDir(dir string) (*dirLock, error) {
 		return nil, fmt.Errorf("store: lock data dir: %w", err)
 	}
 	exe, _ := os.Executable()
-	info := fmt.Sprintf("pid %d (%s %s) since %s\n", os.Getpid(), filepath.Base(exe),
-		strings.Join(subcommand(os.Args), " "), time.Now().UTC().Format(time.RFC3339))
+	cmd := strings.Join(append([]string{filepath.Base(exe)}, subcommand(os.Args)...), " ")
+	info := fmt.Sprintf("pid %d (%s) since %s\n", os.Getpid(), cmd, time.Now().UTC().Format(time.RFC3339))
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(info), 0)
 	}
