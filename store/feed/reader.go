@@ -176,7 +176,7 @@ func (r *Reader) parseJSON(line []byte, ev *itinerary.Event) error {
 func (r *Reader) event(num, tm, region []byte, ev *itinerary.Event) error {
 	n, err := r.number(num)
 	if err != nil {
-		return fmt.Errorf("msisdn: %w", err)
+		return err // msisdn's errors name the field already, never the number
 	}
 	t, err := time.Parse(time.RFC3339, string(bytes.TrimSpace(tm)))
 	if err != nil {
