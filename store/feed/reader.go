@@ -36,6 +36,8 @@ type RegionParser interface {
 	ParseRegion(s string) (itinerary.Region, error)
 }
 
+var utf8BOM = []byte("\xef\xbb\xbf")
+
 // maxLine bounds one input line. A valid row is under 80 bytes; a longer
 // line is rejected without being held whole in memory.
 const maxLine = 4096
@@ -74,6 +76,11 @@ func (r *Reader) Next() (itinerary.Event, error) {
 		line, err := r.readLine()
 		if err != nil {
 			return itinerary.Event{}, err
+		}
+		if !r.started {
+			// A BOM from a spreadsheet or a Windows tool, before either
+			// format: left on, it would hide a JSON Lines file's '{'.
+			line = bytes.TrimPrefix(line, utf8BOM)
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
@@ -131,7 +138,6 @@ func (r *Reader) readLine() ([]byte, error) {
 }
 
 func (r *Reader) header(line []byte) error {
-	line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf")) // a BOM from a spreadsheet
 	r.col = [3]int{-1, -1, -1}
 	fields := splitCSV(line, nil)
 	for i, f := range fields {
