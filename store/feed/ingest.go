@@ -110,7 +110,11 @@ func Ingest(ctx context.Context, r io.Reader, regions RegionParser, ps Pseudonym
 		b.rows = b.rows[:0]
 		free <- b
 	}
-	err := errors.Join(applyErr, <-readErr)
+	rerr := <-readErr
+	if applyErr != nil && errors.Is(rerr, context.Canceled) {
+		rerr = nil // the reader stopped because the store failed: say why once
+	}
+	err := errors.Join(applyErr, rerr)
 	sum.Took = time.Since(start)
 	return sum, err
 }
