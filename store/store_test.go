@@ -1014,3 +1014,93 @@ func TestSubcommand(t *testing.T) {
 		})
 	}
 }
+
+// FuzzVisitValue decodes arbitrary values (never a panic; a length that is
+// not a whole number of visits is ErrCorrupt) and round-trips the visits it
+// decodes.
+func FuzzVisitValue(f *testing.F) {
+	f.Add(appendVisitValue(nil, dayVisit{region: 130100, first: 3600, last: 90000}))
+	f.Add(appendVisitValue(appendVisitValue(nil, dayVisit{region: 440}), dayVisit{region: 999999, first: maxSecond, last: maxSecond}))
+	f.Add([]byte{})
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var got []dayVisit
+		err := parseVisitValue(b, func(v dayVisit) { got = append(got, v) })
+		if len(b) == 0 || len(b)%visitLen != 0 {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("value of %d bytes: %v, want ErrCorrupt", len(b), err)
+			}
+			return
+		}
+		if err != nil || len(got) != len(b)/visitLen {
+			t.Fatalf("value of %d bytes: %d visits, %v", len(b), len(got), err)
+		}
+		var again []byte
+		for _, v := range got {
+			if v.region >= 1<<20 || v.first > maxSecond || v.last > maxSecond {
+				t.Fatalf("decoded %+v out of range", v)
+			}
+			again = appendVisitValue(again, v)
+		}
+		if !bytes.Equal(again, b) {
+			t.Fatalf("re-encoded %x, want %x", again, b)
+		}
+	})
+}
+
+// FuzzVisitKey decodes arbitrary keys and round-trips visit keys.
+func FuzzVisitKey(f *testing.F) {
+	f.Add(visitKey(nil, today, sub(1)))
+	f.Add([]byte("v"))
+	f.Add(metaKey("format"))
+	f.Fuzz(func(t *testing.T, k []byte) {
+		day, s, err := parseVisitKey(k)
+		if len(k) != visitKeyLen || k[0] != prefixVisit {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("key %x: %v, want ErrCorrupt", k, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again := visitKey(nil, day, s); !bytes.Equal(again, k) {
+			t.Fatalf("re-encoded %x, want %x", again, k)
+		}
+		if !bytes.HasPrefix(k, dayKey(day)) || bytes.Compare(k, dayKey(day+1)) >= 0 {
+			t.Fatalf("key %x is outside its day's range", k)
+		}
+	})
+}
+
+// TestPack checks the in-memory encoding at its limits.
+func TestPack(t *testing.T) {
+	m := newMemIndex()
+	for _, tt := range []struct {
+		day         itinerary.Day
+		region      itinerary.Region
+		first, last uint32
+	}{
+		{0, 440, 0, 0},
+		{today, 130100, 3600, 90000}, // a 25-hour day
+		{maxDay, 999999, memSecMask, memSecMask},
+	} {
+		idx, ok := m.index(tt.region)
+		if !ok {
+			t.Fatal("index full")
+		}
+		e := pack(tt.day, idx, tt.first, tt.last)
+		if got, want := m.unpack(e), v(tt.day, tt.region, tt.first, tt.last); got != want {
+			t.Errorf("unpack(pack(%v)) = %v", want, got)
+		}
+		if entryDay(e) != tt.day {
+			t.Errorf("entryDay = %v, want %v", entryDay(e), tt.day)
+		}
+	}
+	// Entries sort by day whatever their region.
+	a, _ := m.index(999999)
+	b, _ := m.index(440)
+	if pack(today, a, memSecMask, memSecMask) >= pack(today+1, b, 0, 0) {
+		t.Error("a later day sorts first")
+	}
+}
