@@ -22,6 +22,12 @@
 // stored. The whole of a day's tombstoned range is dropped by the compaction,
 // so nothing older than the window stays on disk after a purge; `serve` purges
 // hourly, which keeps the bound at window + 1 hour (the brief allows 24 h).
+// Two Pebble files would keep expired keys past a purge, and are dealt with
+// in Open: a reused write-ahead log keeps the old log's tail (so logs are
+// never reused, see fs.go), and the MANIFEST records each sstable's first and
+// last key (so it is rotated early). Pebble keeps one previous MANIFEST, so
+// those two keys of a purged file may outlive the purge until the next
+// rotation; TestPurgeWhileOpen scans every file for expired pseudonyms.
 //
 // # Lookups from memory
 //
