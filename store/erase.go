@@ -13,6 +13,9 @@ import (
 // Erase returns, and from disk when compaction next passes the erased keys,
 // at the latest when Purge compacts the days they fall in.
 func (db *DB) Erase(ctx context.Context, sub itinerary.Pseudonym) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 	if db.closed {
@@ -39,7 +42,7 @@ func (db *DB) Erase(ctx context.Context, sub itinerary.Pseudonym) error {
 		return fmt.Errorf("store: erase: %w", err)
 	}
 	db.mem.forget(sub)
-	return ctx.Err()
+	return nil
 }
 
 // firstDay is the oldest day with a visit on disk, or today when none.
