@@ -649,6 +649,16 @@ func TestErase(t *testing.T) {
 	if err := db.Erase(ctx, sub(99)); err != nil {
 		t.Errorf("Erase of a stranger: %v", err)
 	}
+	// A canceled context erases nothing and says so; an Erase that
+	// reports an error must not have happened.
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := db.Erase(canceled, sub(1)); !errors.Is(err, context.Canceled) {
+		t.Errorf("Erase with a canceled context: %v", err)
+	}
+	if got := MustVisits(t, db, sub(1)); len(got) != 2 {
+		t.Errorf("a canceled Erase removed visits: %v", got)
+	}
 
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
