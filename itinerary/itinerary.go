@@ -72,14 +72,15 @@ const DefaultMinDwell = 4 * time.Hour
 type Rules struct {
 	// MinDwell is the least span between the first and last sighting in a
 	// city on a day for that city to count for that day. Zero counts every
-	// sighting. A country abroad counts on any sighting whatever MinDwell is:
-	// crossing a border is itself what the service reports.
+	// sighting. A country abroad, Hong Kong, Macao and Taiwan count on any
+	// sighting whatever MinDwell is: crossing a border (or a boundary
+	// with its own entry control) is itself what the service reports.
 	MinDwell time.Duration
 }
 
 // Qualifies reports whether v counts under r.
 func (r Rules) Qualifies(v Visit) bool {
-	return v.Region.IsCountry() || v.Dwell() >= r.MinDwell
+	return v.Region.CrossesBorder() || v.Dwell() >= r.MinDwell
 }
 
 // Place is one region an itinerary names, with the first and last day it

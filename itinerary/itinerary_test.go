@@ -187,10 +187,16 @@ func TestBuild(t *testing.T) {
 			[]Place{{japan, 110, 110}},
 		},
 		{
-			"a province or Hong Kong is held to the dwell rule",
-			[]Visit{visit(110, hebei, 9*h, 10*h), visit(111, hongKong, 9*h, 9*h)},
+			"a province is held to the dwell rule",
+			[]Visit{visit(110, hebei, 9*h, 10*h)},
 			four,
 			nil,
+		},
+		{
+			"Hong Kong, like a country, counts on one sighting",
+			[]Visit{visit(110, hebei, 9*h, 10*h), visit(111, hongKong, 9*h, 9*h)},
+			four,
+			[]Place{{hongKong, 111, 111}},
 		},
 		{
 			"only qualifying days set the span",
@@ -362,5 +368,19 @@ func TestSplit(t *testing.T) {
 func TestVisitDwell(t *testing.T) {
 	if got := visit(1, beijing, time.Hour, 5*time.Hour).Dwell(); got != 4*time.Hour {
 		t.Errorf("Dwell() = %v, want 4h", got)
+	}
+}
+
+func TestBorderCrossingsCountOnOneSighting(t *testing.T) {
+	rules := Rules{MinDwell: DefaultMinDwell}
+	for _, r := range []Region{440, 810000, 820000, 710000} {
+		if !rules.Qualifies(Visit{Region: r, First: 3600, Last: 3600}) {
+			t.Errorf("%v: one sighting should count", r)
+		}
+	}
+	for _, r := range []Region{110100, 130000, 440100} {
+		if rules.Qualifies(Visit{Region: r, First: 3600, Last: 3600}) {
+			t.Errorf("%v: one sighting should not count", r)
+		}
 	}
 }

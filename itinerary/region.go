@@ -19,6 +19,13 @@ type Region uint32
 // IsCountry reports whether r names a country abroad (an MCC).
 func (r Region) IsCountry() bool { return r >= 100 && r <= 999 }
 
+// CrossesBorder reports whether being seen in r means having crossed a
+// border control from the mainland: a country abroad, or Hong Kong (810000),
+// Macao (820000) or Taiwan (710000).
+func (r Region) CrossesBorder() bool {
+	return r.IsCountry() || r == 810000 || r == 820000 || r == 710000
+}
+
 // IsProvince reports whether r is a GB/T 2260 province-level code (xx0000).
 func (r Region) IsProvince() bool { return r >= 110000 && r <= 999999 && r%10000 == 0 }
 
