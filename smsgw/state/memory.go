@@ -1,0 +1,349 @@
+package state
+
+import (
+	"container/heap"
+	"context"
+	"crypto/sha256"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/roamtrail/roamtrail/itinerary"
+)
+
+// DefaultMaxEntries is MemoryOptions.MaxEntries's default.
+const DefaultMaxEntries = 100_000
+
+// sweepBatch bounds how many expired entries one call removes, so that a
+// burst of expiries is spread over the calls that follow instead of
+// stalling one of them. Lookups check expiry themselves.
+const sweepBatch = 64
+
+// MemoryOptions configures a Memory. Every field's default applies to its
+// zero value.
+type MemoryOptions struct {
+	// Now is the clock that TTLs and budget windows are measured by.
+	// Default time.Now.
+	Now func() time.Time
+	// MaxEntries bounds the entries held at once: deliveries seen,
+	// pending requests, day counters and budget windows together. When
+	// it is full, the entry nearest its expiry is dropped to make room,
+	// so memory stays bounded under a flood at the price of forgetting
+	// the oldest state first. Default DefaultMaxEntries (about 30 MB
+	// when full).
+	MaxEntries int
+}
+
+// Memory is the embedded shared state of a single gateway instance: maps
+// behind a mutex, with expiry. It starts no goroutine: expired entries are
+// removed by the calls that come after their expiry.
+type Memory struct {
+	now func() time.Time
+	max int
+
+	mu     sync.Mutex
+	closed bool
+	m      map[memKey]*memEntry
+	byTime expiryHeap
+	// bySub lists each subscriber's pending request and day counters,
+	// for Forget.
+	bySub map[itinerary.Pseudonym][]*memEntry
+}
+
+type memKind uint8
+
+const (
+	kindSeen memKind = iota + 1
+	kindPending
+	kindDay
+	kindBudget
+)
+
+type memKey struct {
+	kind memKind
+	// id is the subscriber (kindPending, kindDay) or a hash of the
+	// delivery id (kindSeen): a fixed size whatever the id's length.
+	id [16]byte
+	// s is the day (kindDay) or the budget window (kindBudget).
+	s string
+}
+
+type memEntry struct {
+	key     memKey
+	expires time.Time
+	index   int // in byTime
+
+	pending  []byte     // kindPending: the encoded Pending
+	dialog   *dialogRec // kindPending: the dialogue
+	owner    string     // kindSeen: who claimed it
+	n        int        // kindDay, kindBudget: the count
+	notified bool       // kindDay: notifyLimit has been returned
+}
+
+// NewMemory returns an empty Memory.
+func NewMemory(opts MemoryOptions) (*Memory, error) {
+	if opts.MaxEntries < 0 {
+		return nil, invalid("MemoryOptions.MaxEntries must not be negative")
+	}
+	if opts.MaxEntries == 0 {
+		opts.MaxEntries = DefaultMaxEntries
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Memory{
+		now:   opts.Now,
+		max:   opts.MaxEntries,
+		m:     make(map[memKey]*memEntry),
+		bySub: make(map[itinerary.Pseudonym][]*memEntry),
+	}, nil
+}
+
+// lock takes the mutex, reads the clock and sweeps; on success the caller
+// must unlock.
+func (m *Memory) lock() (time.Time, error) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return time.Time{}, ErrClosed
+	}
+	now := m.now()
+	for i := 0; i < sweepBatch && len(m.byTime) > 0 && expired(m.byTime[0], now); i++ {
+		m.remove(m.byTime[0])
+	}
+	return now, nil
+}
+
+func expired(e *memEntry, now time.Time) bool { return !now.Before(e.expires) }
+
+// get returns the live entry for k, or nil.
+func (m *Memory) get(k memKey, now time.Time) *memEntry {
+	e := m.m[k]
+	if e != nil && expired(e, now) {
+		m.remove(e)
+		return nil
+	}
+	return e
+}
+
+func (m *Memory) insert(k memKey, expires time.Time) *memEntry {
+	for len(m.m) >= m.max {
+		m.remove(m.byTime[0])
+	}
+	e := &memEntry{key: k, expires: expires}
+	m.m[k] = e
+	heap.Push(&m.byTime, e)
+	if k.kind == kindPending || k.kind == kindDay {
+		sub := itinerary.Pseudonym(k.id)
+		m.bySub[sub] = append(m.bySub[sub], e)
+	}
+	return e
+}
+
+func (m *Memory) remove(e *memEntry) {
+	heap.Remove(&m.byTime, e.index)
+	delete(m.m, e.key)
+	if e.key.kind != kindPending && e.key.kind != kindDay {
+		return
+	}
+	sub := itinerary.Pseudonym(e.key.id)
+	list := m.bySub[sub]
+	for i, x := range list {
+		if x == e {
+			list[i] = list[len(list)-1]
+			list[len(list)-1] = nil
+			list = list[:len(list)-1]
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(m.bySub, sub)
+	} else {
+		m.bySub[sub] = list
+	}
+}
+
+// FirstDelivery reports whether id is seen for the first time within ttl.
+func (m *Memory) FirstDelivery(ctx context.Context, id string, ttl time.Duration) (bool, error) {
+	if err := checkTTL(ttl); err != nil {
+		return false, err
+	}
+	k := memKey{kind: kindSeen, id: seenHash(id)}
+	now, err := m.lock()
+	if err != nil {
+		return false, err
+	}
+	defer m.mu.Unlock()
+	if m.get(k, now) != nil {
+		return false, nil
+	}
+	m.insert(k, now.Add(ttl))
+	return true, nil
+}
+
+// SetPending stores p as sub's pending request for ttl, replacing any
+// previous one.
+func (m *Memory) SetPending(ctx context.Context, sub itinerary.Pseudonym, p Pending, ttl time.Duration) error {
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	b, err := p.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	k := memKey{kind: kindPending, id: sub}
+	now, err := m.lock()
+	if err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	e := m.get(k, now)
+	if e == nil {
+		e = m.insert(k, now.Add(ttl))
+	} else {
+		e.expires = now.Add(ttl)
+		heap.Fix(&m.byTime, e.index)
+	}
+	e.pending = b
+	return nil
+}
+
+// TakePending removes sub's pending request and returns it.
+func (m *Memory) TakePending(ctx context.Context, sub itinerary.Pseudonym) (Pending, bool, error) {
+	now, err := m.lock()
+	if err != nil {
+		return Pending{}, false, err
+	}
+	defer m.mu.Unlock()
+	e := m.get(memKey{kind: kindPending, id: sub}, now)
+	if e == nil {
+		return Pending{}, false, nil
+	}
+	m.remove(e)
+	var p Pending
+	if err := p.UnmarshalBinary(e.pending); err != nil {
+		return Pending{}, false, err
+	}
+	return p, true, nil
+}
+
+// CancelPending removes sub's pending request and reports whether there
+// was one.
+func (m *Memory) CancelPending(ctx context.Context, sub itinerary.Pseudonym) (bool, error) {
+	now, err := m.lock()
+	if err != nil {
+		return false, err
+	}
+	defer m.mu.Unlock()
+	e := m.get(memKey{kind: kindPending, id: sub}, now)
+	if e == nil {
+		return false, nil
+	}
+	m.remove(e)
+	return true, nil
+}
+
+// CountRequest counts a request of sub on day against the daily limit.
+func (m *Memory) CountRequest(ctx context.Context, sub itinerary.Pseudonym, day string, limit int) (allowed, notifyLimit bool, err error) {
+	if _, err := checkDay(day); err != nil {
+		return false, false, err
+	}
+	if err := checkLimit(limit); err != nil {
+		return false, false, err
+	}
+	k := memKey{kind: kindDay, id: sub, s: day}
+	now, err := m.lock()
+	if err != nil {
+		return false, false, err
+	}
+	defer m.mu.Unlock()
+	e := m.get(k, now)
+	if e == nil {
+		e = m.insert(k, now.Add(dayCounterTTL))
+	}
+	e.n++
+	if e.n <= limit {
+		return true, false, nil
+	}
+	notify := !e.notified
+	e.notified = true
+	return false, notify, nil
+}
+
+// AllowGlobal spends one unit of the reply budget of limit per window of
+// length per.
+func (m *Memory) AllowGlobal(ctx context.Context, limit int, per time.Duration) (bool, error) {
+	if err := checkLimit(limit); err != nil {
+		return false, err
+	}
+	if err := checkPer(per); err != nil {
+		return false, err
+	}
+	now, err := m.lock()
+	if err != nil {
+		return false, err
+	}
+	defer m.mu.Unlock()
+	perMs, w := window(now, per)
+	k := memKey{kind: kindBudget, s: strconv.FormatInt(perMs, 10) + ":" + strconv.FormatInt(w, 10)}
+	e := m.get(k, now)
+	if e == nil {
+		e = m.insert(k, now.Add(2*per))
+	}
+	e.n++
+	return e.n <= limit, nil
+}
+
+// Forget removes everything held about sub: its pending request and its
+// day counters.
+func (m *Memory) Forget(ctx context.Context, sub itinerary.Pseudonym) error {
+	if _, err := m.lock(); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	for list := m.bySub[sub]; len(list) > 0; list = m.bySub[sub] {
+		m.remove(list[len(list)-1])
+	}
+	return nil
+}
+
+// Close drops all state; every later call returns ErrClosed. It is safe
+// to call more than once.
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	m.m, m.byTime, m.bySub = nil, nil, nil
+	return nil
+}
+
+// seenHash shortens a delivery id to a fixed size. Redis keys use it too,
+// so that no id text (which the caller builds from SMSC fields) reaches a
+// key.
+func seenHash(id string) [16]byte {
+	sum := sha256.Sum256([]byte(id))
+	return [16]byte(sum[:16])
+}
+
+// expiryHeap orders entries by expiry, soonest first.
+type expiryHeap []*memEntry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *expiryHeap) Push(x any) {
+	e := x.(*memEntry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
+}

@@ -1,0 +1,201 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/roamtrail/roamtrail/itinerary"
+)
+
+// checkMemory verifies Memory's indexes agree with its map.
+func checkMemory(t *testing.T, m *Memory) {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.byTime) != len(m.m) {
+		t.Fatalf("%d entries in the heap, %d in the map", len(m.byTime), len(m.m))
+	}
+	for i, e := range m.byTime {
+		if e.index != i || m.m[e.key] != e {
+			t.Fatalf("heap entry %d out of place", i)
+		}
+		if i > 0 && e.expires.Before(m.byTime[(i-1)/2].expires) {
+			t.Fatalf("heap order broken at %d", i)
+		}
+	}
+	n := 0
+	for sub, list := range m.bySub {
+		if len(list) == 0 {
+			t.Fatal("empty subscriber list kept")
+		}
+		for _, e := range list {
+			if itinerary.Pseudonym(e.key.id) != sub || m.m[e.key] != e {
+				t.Fatal("subscriber index out of step")
+			}
+		}
+		n += len(list)
+	}
+	want := 0
+	for k := range m.m {
+		if k.kind == kindPending || k.kind == kindDay {
+			want++
+		}
+	}
+	if n != want {
+		t.Fatalf("subscriber index lists %d entries, want %d", n, want)
+	}
+}
+
+func TestMemoryBounded(t *testing.T) {
+	clk := newClock()
+	m := mustMemory(t, MemoryOptions{Now: clk.Now, MaxEntries: 4})
+	sub := randomSub(t)
+	// Ids with ttls 10 min, 9 min, ... : the latest has the earliest expiry.
+	for i := range 10 {
+		if _, err := m.FirstDelivery(ctx, fmt.Sprint("id-", i), time.Duration(10-i)*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.SetPending(ctx, sub, Pending{Days: i}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		checkMemory(t, m)
+		if n := len(m.m); n > 4 {
+			t.Fatalf("%d entries held, MaxEntries 4", n)
+		}
+	}
+	// The pending request, expiring last, survived the flood of ids.
+	if p, ok, err := m.TakePending(ctx, sub); err != nil || !ok || p.Days != 9 {
+		t.Errorf("TakePending = %+v, %v, %v; want the last request", p, ok, err)
+	}
+	// Each new id got in by dropping the one nearest expiry: the
+	// survivors are the two expiring last, and the newest.
+	for _, c := range []struct {
+		i     int
+		first bool
+	}{{0, false}, {1, false}, {9, false}, {2, true}} {
+		ok, err := m.FirstDelivery(ctx, fmt.Sprint("id-", c.i), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok != c.first {
+			t.Errorf("id-%d first = %v, want %v", c.i, ok, c.first)
+		}
+	}
+	checkMemory(t, m)
+}
+
+func TestMemorySweep(t *testing.T) {
+	clk := newClock()
+	m := mustMemory(t, MemoryOptions{Now: clk.Now})
+	for i := range 3 * sweepBatch {
+		if _, err := m.FirstDelivery(ctx, fmt.Sprint("id-", i), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := m.CountRequest(ctx, randomSub(t), "2026-11-27", 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub := randomSub(t)
+	if err := m.SetPending(ctx, sub, Pending{Days: 1}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Minute)
+	// Each call sweeps a batch of the expired ids, and no more.
+	before := len(m.m)
+	if _, _, err := m.TakePending(ctx, randomSub(t)); err != nil {
+		t.Fatal(err)
+	}
+	if swept := before - len(m.m); swept != sweepBatch {
+		t.Errorf("one call swept %d entries, want %d", swept, sweepBatch)
+	}
+	for range 5 {
+		if _, _, err := m.TakePending(ctx, randomSub(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Left: the day counters (48 h) and the pending request.
+	if n, want := len(m.m), 3*sweepBatch+1; n != want {
+		t.Errorf("%d entries after the sweep, want %d", n, want)
+	}
+	checkMemory(t, m)
+	clk.Advance(dayCounterTTL)
+	for range 4 * 3 {
+		if _, err := m.CancelPending(ctx, sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(m.m); n != 0 {
+		t.Errorf("%d entries after everything expired, want 0", n)
+	}
+	checkMemory(t, m)
+}
+
+func TestMemoryForgetIndex(t *testing.T) {
+	clk := newClock()
+	m := mustMemory(t, MemoryOptions{Now: clk.Now})
+	sub := randomSub(t)
+	for _, day := range []string{"2026-11-25", "2026-11-26", "2026-11-27"} {
+		if _, _, err := m.CountRequest(ctx, sub, day, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.SetPending(ctx, sub, Pending{Days: 1}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.CountRequest(ctx, randomSub(t), "2026-11-27", 3); err != nil {
+		t.Fatal(err)
+	}
+	checkMemory(t, m)
+	if err := m.Forget(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	checkMemory(t, m)
+	if n := len(m.m); n != 1 {
+		t.Errorf("%d entries after Forget, want the other subscriber's 1", n)
+	}
+}
+
+func TestNewMemoryInvalid(t *testing.T) {
+	if _, err := NewMemory(MemoryOptions{MaxEntries: -1}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("MaxEntries -1: %v, want ErrInvalid", err)
+	}
+}
+
+// TestMemoryEntrySize backs MemoryOptions.MaxEntries's documented
+// footprint: the heap a full Memory holds, a third each of deliveries,
+// pending requests and day counters.
+func TestMemoryEntrySize(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates")
+	}
+	const n = DefaultMaxEntries
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m := mustMemory(t, MemoryOptions{})
+	for i := range n {
+		sub := itinerary.Pseudonym{byte(i), byte(i >> 8), byte(i >> 16)}
+		switch i % 3 {
+		case 0:
+			_, _ = m.FirstDelivery(ctx, fmt.Sprint("delivery-", i), time.Hour)
+		case 1:
+			_ = m.SetPending(ctx, sub, Pending{Days: 15}, time.Hour)
+		case 2:
+			_, _, _ = m.CountRequest(ctx, sub, "2026-11-27", 3)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if len(m.m) != n {
+		t.Fatalf("%d entries, want %d", len(m.m), n)
+	}
+	perEntry := (after.HeapAlloc - before.HeapAlloc) / n
+	t.Logf("%d entries hold %d bytes each", n, perEntry)
+	if perEntry > 320 {
+		t.Errorf("%d bytes per entry: update MemoryOptions.MaxEntries's documented footprint", perEntry)
+	}
+	runtime.KeepAlive(m)
+}
