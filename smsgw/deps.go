@@ -6,6 +6,7 @@ import (
 
 	"github.com/roamtrail/roamtrail/itinerary"
 	"github.com/roamtrail/roamtrail/smsgw/smpp"
+	"github.com/roamtrail/roamtrail/smsgw/state"
 )
 
 // What the gateway needs from the rest of the service, declared here where
@@ -31,22 +32,6 @@ type Sender interface {
 	SubmitParts(ctx context.Context, m *smpp.Message) ([]string, error)
 }
 
-// Pending is a request waiting for the subscriber's Y.
-type Pending struct {
-	Nonce string         // the job that made it
-	Days  int            // 15 or 30
-	Lang  itinerary.Lang // the language of the request
-}
-
-// Dialog is a subscriber's dialogue state as the state store holds it.
-type Dialog struct {
-	// Token changes with every change of the dialogue: the pending
-	// request's nonce, "done:"+nonce once it was confirmed or cancelled, or
-	// empty. It keys duplicate suppression (see Gateway).
-	Token   string
-	Pending *Pending
-}
-
 // State is the gateway's shared state: dialogues, duplicate claims and
 // limits (smsgw/state: in memory for one instance, Redis for several).
 // Every operation that a crash may repeat takes the job id as owner, so
@@ -55,14 +40,14 @@ type State interface {
 	// Claim records key for ttl. It reports true when key was new or is
 	// already owned by owner.
 	Claim(ctx context.Context, key, owner string, ttl time.Duration) (bool, error)
-	// Dialog returns sub's dialogue.
-	Dialog(ctx context.Context, sub itinerary.Pseudonym) (Dialog, error)
-	// SetPending makes p the pending request, replacing any other.
-	SetPending(ctx context.Context, sub itinerary.Pseudonym, p Pending, ttl time.Duration) error
+	// Dialog returns sub's dialogue: its token changes with every step.
+	Dialog(ctx context.Context, sub itinerary.Pseudonym) (state.Dialog, error)
+	// Ask makes req the pending request, replacing any other.
+	Ask(ctx context.Context, sub itinerary.Pseudonym, req state.Request, ttl time.Duration) error
 	// Resolve ends the pending request on behalf of taker (confirm or
 	// cancel) and returns it. Resolving again with the same taker returns
 	// the same request; ok is false when nothing is pending for taker.
-	Resolve(ctx context.Context, sub itinerary.Pseudonym, taker string, ttl time.Duration) (p Pending, ok bool, err error)
+	Resolve(ctx context.Context, sub itinerary.Pseudonym, taker string, ttl time.Duration) (req state.Request, ok bool, err error)
 	// CountRequest counts a request against sub's daily limit: allowed
 	// while the day's count is within limit; notify is true once a day, the
 	// first time it is not.

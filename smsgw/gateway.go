@@ -34,6 +34,7 @@ import (
 	"github.com/roamtrail/roamtrail/itinerary"
 	"github.com/roamtrail/roamtrail/itinerary/msisdn"
 	"github.com/roamtrail/roamtrail/smsgw/smpp"
+	"github.com/roamtrail/roamtrail/smsgw/state"
 )
 
 // Pseudonymizer turns a number into a pseudonym (privacy.Pseudonymizer).
@@ -483,8 +484,8 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 		if _, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, j.ID), j.ID, g.opts.DedupTTL); err != nil {
 			return stateErr(err)
 		}
-		p := Pending{Nonce: j.ID, Days: j.Cmd.Days, Lang: j.Cmd.Lang}
-		if err := st.SetPending(ctx, j.Sub, p, g.opts.PendingTTL); err != nil {
+		p := state.Request{Nonce: j.ID, Days: j.Cmd.Days, Lang: j.Cmd.Lang}
+		if err := st.Ask(ctx, j.Sub, p, g.opts.PendingTTL); err != nil {
 			return stateErr(err)
 		}
 		return g.reply(ctx, j, "prompt", promptText(p.Days, p.Lang, int(g.opts.PendingTTL/time.Minute)))
@@ -529,7 +530,7 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 	}
 }
 
-func (g *Gateway) itineraryText(ctx context.Context, sub itinerary.Pseudonym, p *Pending) (string, error) {
+func (g *Gateway) itineraryText(ctx context.Context, sub itinerary.Pseudonym, p *state.Request) (string, error) {
 	start := time.Now()
 	defer func() { g.m.lookup.Observe(time.Since(start).Seconds()) }()
 	if p.Days > 15 {

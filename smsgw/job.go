@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/roamtrail/roamtrail/itinerary"
+	"github.com/roamtrail/roamtrail/smsgw/state"
 )
 
 // job is one MO on its way to its reply, as stored in the durable queue.
@@ -24,12 +25,12 @@ type job struct {
 	Received time.Time           `json:"r"`
 	// Set as the job advances, so that a job resumed after a crash does
 	// not redo a step whose effect is already in the shared state.
-	Claimed  bool     `json:"k,omitempty"`
-	Counted  bool     `json:"q,omitempty"` // counted against the daily limit
-	Allowed  bool     `json:"w,omitempty"`
-	Notify   bool     `json:"y,omitempty"`
-	Resolved *Pending `json:"p,omitempty"`
-	Attempts int      `json:"a,omitempty"`
+	Claimed  bool           `json:"k,omitempty"`
+	Counted  bool           `json:"q,omitempty"` // counted against the daily limit
+	Allowed  bool           `json:"w,omitempty"`
+	Notify   bool           `json:"y,omitempty"`
+	Resolved *state.Request `json:"p,omitempty"`
+	Attempts int            `json:"a,omitempty"`
 }
 
 // newJobID is time-ordered (jobs resume oldest first) and unique across
