@@ -40,6 +40,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			e.purgeCommand(),
 			e.benchCommand(),
 			e.demoCommand(),
+			e.serveCommand(),
+			e.simCommand(),
 		},
 	}
 }
@@ -73,6 +75,7 @@ type services struct {
 	engine  *itinerary.Engine
 	loc     *time.Location
 	rules   itinerary.Rules
+	key     []byte // the pseudonym key, from which the sealer derives its own
 }
 
 func (s *services) Close() error {
@@ -130,7 +133,7 @@ func (e *env) openServices(c *cli.Context, log zerolog.Logger) (*services, error
 		return nil, err
 	}
 	return &services{
-		db: db, ps: ps, catalog: cat, loc: opts.Location, rules: rules,
+		db: db, ps: ps, catalog: cat, loc: opts.Location, rules: rules, key: key,
 		engine: &itinerary.Engine{Source: db, Rules: rules, Location: opts.Location},
 	}, nil
 }

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+
+	"github.com/roamtrail/roamtrail/itinerary"
+	"github.com/roamtrail/roamtrail/privacy"
+	"github.com/roamtrail/roamtrail/smsgw"
+	"github.com/roamtrail/roamtrail/smsgw/smpp"
+	"github.com/roamtrail/roamtrail/smsgw/smstext"
+	"github.com/roamtrail/roamtrail/smsgw/state"
+)
+
+// gatewayFlags are serve's own flags; each is also read from
+// ROAMTRAIL_<FLAG> and, with --config, from a YAML file (flags win).
+func gatewayFlags() []cli.Flag {
+	env := func(name string) []string {
+		return []string{"ROAMTRAIL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+	}
+	fs := []cli.Flag{
+		&cli.StringFlag{Name: "smsc", Value: "127.0.0.1:2775", Usage: "the SMSC's HOST:PORT"},
+		&cli.StringFlag{Name: "system-id", Value: "roamtrail", Usage: "SMPP system_id"},
+		&cli.StringFlag{Name: "password", Usage: "SMPP password (prefer ROAMTRAIL_PASSWORD or the config file)"},
+		&cli.StringFlag{Name: "system-type", Usage: "SMPP system_type"},
+		&cli.StringFlag{Name: "bind", Value: "trx", Usage: "trx (one transceiver) or rx+tx (a receiver and a transmitter)"},
+		&cli.BoolFlag{Name: "tls", Usage: "SMPP over TLS"},
+		&cli.StringFlag{Name: "short-code", Value: "10086", Usage: "the service number subscribers text"},
+		&cli.StringFlag{Name: "redis-url", Usage: "Redis for state shared by several instances (redis://host:port/db); default: in memory, one instance"},
+		&cli.StringFlag{Name: "http", Value: "127.0.0.1:9090", Usage: "address of /healthz and /metrics"},
+		&cli.IntFlag{Name: "window", Value: 10, Usage: "most submit_sm awaiting a response"},
+		&cli.Float64Flag{Name: "max-tps", Value: 0, Usage: "most submit_sm per second toward the SMSC (0: no cap)"},
+		&cli.StringFlag{Name: "long", Value: "udh", Usage: "how long replies travel: udh, sar or payload"},
+		&cli.IntFlag{Name: "daily-limit", Value: 10, Usage: "itinerary requests per subscriber per day"},
+		&cli.IntFlag{Name: "global-limit", Value: 120_000, Usage: "MOs taken per minute across all instances (a flood breaker)"},
+		&cli.IntFlag{Name: "workers", Value: 16, Usage: "jobs worked on at once"},
+	}
+	for _, f := range storeFlags() {
+		fs = append(fs, f)
+	}
+	// Every flag can come from the config file too.
+	out := make([]cli.Flag, 0, len(fs)+1)
+	for _, f := range fs {
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			if f.EnvVars == nil {
+				f.EnvVars = env(f.Name)
+			}
+			out = append(out, altsrc.NewStringFlag(f))
+		case *cli.IntFlag:
+			if f.EnvVars == nil {
+				f.EnvVars = env(f.Name)
+			}
+			out = append(out, altsrc.NewIntFlag(f))
+		case *cli.Float64Flag:
+			f.EnvVars = env(f.Name)
+			out = append(out, altsrc.NewFloat64Flag(f))
+		case *cli.BoolFlag:
+			f.EnvVars = env(f.Name)
+			out = append(out, altsrc.NewBoolFlag(f))
+		case *cli.DurationFlag:
+			out = append(out, altsrc.NewDurationFlag(f))
+		default:
+			out = append(out, f)
+		}
+	}
+	return append(out, &cli.StringFlag{Name: "config", Usage: "YAML file with the same settings (flag names as keys)", EnvVars: []string{"ROAMTRAIL_CONFIG"}})
+}
+
+func (e *env) serveCommand() *cli.Command {
+	flags := gatewayFlags()
+	return &cli.Command{
+		Name:      "serve",
+		Usage:     "bind to the SMSC and answer subscribers' itinerary requests",
+		ArgsUsage: " ",
+		Flags:     flags,
+		Before:    altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+		Action: func(c *cli.Context) error {
+			log, err := e.logger(c)
+			if err != nil {
+				return err
+			}
+			cfg, err := gatewayConfigFrom(c)
+			if err != nil {
+				return err
+			}
+			return e.serve(c, log, cfg, nil)
+		},
+	}
+}
+
+// gatewayConfig is serve's settings, validated.
+type gatewayConfig struct {
+	smpp      smpp.Options
+	gw        smsgw.Options
+	redisURL  string
+	httpAddr  string
+	shortCode string
+}
+
+func gatewayConfigFrom(c *cli.Context) (gatewayConfig, error) {
+	var g gatewayConfig
+	g.smpp = smpp.Options{
+		Addr: c.String("smsc"), SystemID: c.String("system-id"), Password: c.String("password"), SystemType: c.String("system-type"),
+		Window: c.Int("window"), MaxTPS: c.Float64("max-tps"), Name: "smsc",
+	}
+	if _, _, err := net.SplitHostPort(g.smpp.Addr); err != nil {
+		return g, fmt.Errorf("--smsc: want HOST:PORT")
+	}
+	switch c.String("bind") {
+	case "trx":
+		g.smpp.Mode = smpp.Transceiver
+	case "rx+tx":
+		g.smpp.Mode = smpp.ReceiverTransmitter
+	default:
+		return g, fmt.Errorf("--bind: want trx or rx+tx")
+	}
+	if c.Bool("tls") {
+		host, _, _ := net.SplitHostPort(g.smpp.Addr)
+		g.smpp.TLS = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	if g.smpp.Window < 1 || g.smpp.Window > 1000 {
+		return g, fmt.Errorf("--window: want 1..1000")
+	}
+	if g.smpp.MaxTPS < 0 {
+		return g, fmt.Errorf("--max-tps: want 0 or more")
+	}
+	switch c.String("long") {
+	case "udh":
+		g.gw.Carriage = smpp.CarriageUDH
+	case "sar":
+		g.gw.Carriage = smpp.CarriageSAR
+	case "payload":
+		g.gw.Carriage = smpp.CarriagePayload
+	default:
+		return g, fmt.Errorf("--long: want udh, sar or payload")
+	}
+	g.shortCode = c.String("short-code")
+	if g.shortCode == "" || len(g.shortCode) > 20 || strings.Trim(g.shortCode, "0123456789") != "" {
+		return g, fmt.Errorf("--short-code: want digits")
+	}
+	g.gw.ShortCode = g.shortCode
+	if g.gw.DailyLimit = c.Int("daily-limit"); g.gw.DailyLimit < 1 {
+		return g, fmt.Errorf("--daily-limit: want 1 or more")
+	}
+	if g.gw.GlobalLimit = c.Int("global-limit"); g.gw.GlobalLimit < 1 {
+		return g, fmt.Errorf("--global-limit: want 1 or more")
+	}
+	if g.gw.Workers = c.Int("workers"); g.gw.Workers < 1 || g.gw.Workers > 1024 {
+		return g, fmt.Errorf("--workers: want 1..1024")
+	}
+	g.redisURL = c.String("redis-url")
+	g.httpAddr = c.String("http")
+	return g, nil
+}
+
+// stack is a running gateway: store, state, session, dialogue, HTTP.
+type stack struct {
+	svc     *services
+	state   gatewayState
+	session *smpp.Session
+	gw      *smsgw.Gateway
+	http    *http.Server
+	httpLn  net.Listener
+	wg      sync.WaitGroup
+	errs    chan error
+
+	stopPurge context.CancelFunc
+}
+
+// gatewayState is what the gateway needs of the state store, plus Close.
+type gatewayState interface {
+	smsgw.State
+	Close() error
+}
+
+// serve runs the gateway until ctx ends (SIGTERM): then it stops taking
+// MOs (the SMSC keeps them), finishes the jobs in hand, unbinds and exits.
+// started, when set, is called once everything runs (tests, the demo).
+func (e *env) serve(c *cli.Context, log zerolog.Logger, cfg gatewayConfig, started func(*stack)) error {
+	st, err := e.startStack(c, log, cfg)
+	if err != nil {
+		return err
+	}
+	if started != nil {
+		started(st)
+	}
+	var runErr error
+	select {
+	case <-c.Context.Done():
+	case runErr = <-st.errs:
+	}
+	log.Info().Msg("shutting down: no new MOs, finishing the jobs in hand")
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context), 30*time.Second)
+	defer cancel()
+	return errors.Join(runErr, st.stop(ctx))
+}
+
+func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) (_ *stack, err error) {
+	st := &stack{errs: make(chan error, 4)}
+	defer func() {
+		if err != nil {
+			st.stop(context.Background())
+		}
+	}()
+	if st.svc, err = e.openServices(c, log); err != nil {
+		return nil, err
+	}
+	sealer, err := privacy.NewSealer(st.svc.key, nil)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.redisURL != "" {
+		r, err := state.NewRedis(c.Context, state.RedisOptions{URL: cfg.redisURL})
+		if err != nil {
+			return nil, fmt.Errorf("--redis-url: %w", err)
+		}
+		st.state = r
+	} else {
+		m, err := state.NewMemory(state.MemoryOptions{})
+		if err != nil {
+			return nil, err
+		}
+		st.state = m
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	split := cfg.smpp.Split
+	words := itinerary.Wording{Catalog: st.svc.catalog, Parts: func(text string) int {
+		seg, err := smstext.SplitWith(text, split)
+		if err != nil {
+			return 1 << 10 // too long for any reply: summarise
+		}
+		return len(seg.Parts)
+	}}
+	gwOpts := cfg.gw
+	gwOpts.Wording, gwOpts.Location, gwOpts.Logger, gwOpts.Registerer = words, st.svc.loc, &log, reg
+
+	smppOpts := cfg.smpp
+	smppOpts.Logger, smppOpts.Registerer = &log, reg
+	smppOpts.Handler = func(ctx context.Context, d *smpp.Deliver) smpp.Status { return st.gw.Handle(ctx, d) }
+	if st.session, err = smpp.New(smppOpts); err != nil {
+		return nil, err
+	}
+	if st.gw, err = smsgw.New(gwOpts, smsgw.Deps{
+		Itineraries: st.svc.engine, Jobs: st.svc.db, State: st.state, Sender: st.session,
+		Pseudonyms: st.svc.ps, Sealer: sealer,
+	}); err != nil {
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !st.session.Bound() {
+			http.Error(w, "not bound to the SMSC", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	if cfg.httpAddr != "" {
+		if st.httpLn, err = net.Listen("tcp", cfg.httpAddr); err != nil {
+			return nil, fmt.Errorf("--http: %w", err)
+		}
+		st.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		st.wg.Go(func() {
+			if err := st.http.Serve(st.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				st.errs <- fmt.Errorf("http: %w", err)
+			}
+		})
+	}
+	runCtx := context.WithoutCancel(c.Context) // stop() ends them in order
+	st.wg.Go(func() {
+		if err := st.gw.Run(runCtx); err != nil {
+			st.errs <- err
+		}
+	})
+	st.wg.Go(func() {
+		if err := st.session.Serve(runCtx); err != nil && !errors.Is(err, smpp.ErrClosed) {
+			st.errs <- fmt.Errorf("smpp: %w", err)
+		}
+	})
+	purgeCtx, stopPurge := context.WithCancel(runCtx)
+	st.stopPurge = stopPurge
+	st.wg.Go(func() { purgeLoop(purgeCtx, st.svc, log) })
+	log.Info().Str("smsc", cfg.smpp.Addr).Str("short_code", cfg.shortCode).Bool("redis", cfg.redisURL != "").Msg("serving")
+	return st, nil
+}
+
+// purgeLoop enforces retention on disk hourly (and once at start), so that
+// nothing outlives the window by more than an hour.
+func purgeLoop(ctx context.Context, svc *services, log zerolog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if _, err := svc.db.Purge(ctx); err != nil && ctx.Err() == nil {
+			log.Error().Err(err).Msg("purge failed")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// stop shuts down in order: the dialogue (finishing jobs in hand, which
+// needs the session), then the session (unbind), then HTTP and the stores.
+func (st *stack) stop(ctx context.Context) error {
+	var errs []error
+	if st.gw != nil {
+		errs = append(errs, st.gw.Shutdown(ctx))
+	}
+	if st.session != nil {
+		errs = append(errs, st.session.Shutdown(ctx))
+	}
+	if st.stopPurge != nil {
+		st.stopPurge()
+	}
+	if st.http != nil {
+		errs = append(errs, st.http.Shutdown(ctx))
+	}
+	st.wg.Wait()
+	if st.state != nil {
+		errs = append(errs, st.state.Close())
+	}
+	errs = append(errs, st.svc.Close())
+	return errors.Join(errs...)
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/roamtrail/roamtrail/smsgw/smsc"
+)
+
+// gatewayHarness runs `roamtrail serve` in-process against the project's
+// SMSC simulator over loopback TCP, on a data dir holding a small hand-made
+// history.
+type gatewayHarness struct {
+	t       *testing.T
+	sim     *smsc.Server
+	dataDir string
+	cancel  context.CancelFunc
+	done    chan error
+	mts     chan smsc.MT
+}
+
+// historyCSV is a hand-made history relative to now: 13800138000 lived in
+// Beijing, went to Shijiazhuang (a full day), passed through Baoding on a
+// train (20 minutes), and flew to Japan.
+func historyCSV(now time.Time) string {
+	loc, _ := time.LoadLocation("Asia/Shanghai")
+	day := func(ago int, hh, mm int) string {
+		d := now.In(loc).AddDate(0, 0, -ago)
+		return time.Date(d.Year(), d.Month(), d.Day(), hh, mm, 0, 0, loc).Format(time.RFC3339)
+	}
+	var b strings.Builder
+	b.WriteString("msisdn,time,region\n")
+	row := func(num string, ago, hh, mm int, region string) {
+		fmt.Fprintf(&b, "%s,%s,%s\n", num, day(ago, hh, mm), region)
+	}
+	for ago := 0; ago < 30; ago++ {
+		row("13800138000", ago, 7, 0, "110100")
+		row("13800138000", ago, 22, 0, "110100")
+	}
+	row("13800138000", 3, 9, 0, "130100")
+	row("13800138000", 3, 18, 0, "130100")
+	row("13800138000", 3, 8, 0, "130600")
+	row("13800138000", 3, 8, 20, "130600")
+	row("13800138000", 20, 12, 0, "440")
+	return b.String()
+}
+
+func startGateway(t *testing.T, extra ...string) *gatewayHarness {
+	t.Helper()
+	h := &gatewayHarness{t: t, dataDir: filepath.Join(t.TempDir(), "data"), done: make(chan error, 1), mts: make(chan smsc.MT, 256)}
+	var err error
+	h.sim, err = smsc.Listen("127.0.0.1:0", smsc.Options{OnMT: func(mt smsc.MT) { h.mts <- mt }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simCtx, stopSim := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { h.sim.Serve(simCtx) })
+	t.Cleanup(func() { h.sim.Close(); stopSim(); wg.Wait() })
+
+	if _, _, err := runCmd(t, historyCSV(time.Now()), "ingest", "--data-dir", h.dataDir, "-"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	args := append([]string{"roamtrail", "--log-level", "warn", "serve", "--smsc", h.sim.Addr(), "--data-dir", h.dataDir, "--http", "127.0.0.1:0"}, extra...)
+	var out, errb syncBuffer
+	go func() { h.done <- run(ctx, args, strings.NewReader(""), &out, &errb) }()
+	t.Cleanup(func() {
+		h.stop()
+		if t.Failed() {
+			t.Logf("serve stderr:\n%s", errb.String())
+		}
+	})
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer wcancel()
+	if err := h.sim.WaitBound(wctx, 1); err != nil {
+		t.Fatalf("gateway never bound: %v\n%s", err, errb.String())
+	}
+	return h
+}
+
+// stop is SIGTERM: serve must finish and exit cleanly.
+func (h *gatewayHarness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Errorf("serve exited with %v", err)
+		}
+	case <-time.After(40 * time.Second):
+		h.t.Error("serve did not exit after SIGTERM")
+	}
+}
+
+// send injects an MO and returns the replies that arrive within a moment.
+func (h *gatewayHarness) send(from, text string) []smsc.MT {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.sim.InjectMO(ctx, from, "10086", text); err != nil {
+		h.t.Fatalf("inject %q: %v", text, err)
+	}
+	return h.replies(5*time.Second, 300*time.Millisecond)
+}
+
+func (h *gatewayHarness) replies(first, quiet time.Duration) []smsc.MT {
+	var got []smsc.MT
+	wait := first
+	for {
+		select {
+		case mt := <-h.mts:
+			got = append(got, mt)
+			wait = quiet
+		case <-time.After(wait):
+			return got
+		}
+	}
+}
+
+// TestDialogueTranscripts plays testdata/dialogue/*.txt: lines "> FROM TEXT"
+// send an MO, lines "< TO TEXT" expect the replies, in order; "<" alone
+// expects no reply.
+func TestDialogueTranscripts(t *testing.T) {
+	files, _ := filepath.Glob("testdata/dialogue/*.txt")
+	if len(files) == 0 {
+		t.Fatal("no transcripts")
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			h := startGateway(t)
+			f, err := os.Open(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			sc := bufio.NewScanner(f)
+			var pending []smsc.MT
+			lineNo := 0
+			for sc.Scan() {
+				lineNo++
+				line := sc.Text()
+				switch {
+				case strings.HasPrefix(line, "> "):
+					from, text, _ := strings.Cut(line[2:], " ")
+					pending = h.send(from, text)
+				case line == "<":
+					if len(pending) != 0 {
+						t.Fatalf("%s:%d: want no reply, got %q", file, lineNo, pending[0].Text)
+					}
+				case strings.HasPrefix(line, "< "):
+					to, text, _ := strings.Cut(line[2:], " ")
+					if len(pending) == 0 {
+						t.Fatalf("%s:%d: want %q, got no reply", file, lineNo, text)
+					}
+					mt := pending[0]
+					pending = pending[1:]
+					if mt.To != to || mt.Text != text || mt.From != "10086" {
+						t.Fatalf("%s:%d:\n got %s -> %s: %q\nwant 10086 -> %s: %q", file, lineNo, mt.From, mt.To, mt.Text, to, text)
+					}
+				}
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
