@@ -73,9 +73,11 @@ type memEntry struct {
 	expires time.Time
 	index   int // in byTime
 
-	pending  []byte // kindPending: the encoded Pending
-	n        int    // kindDay, kindBudget: the count
-	notified bool   // kindDay: notifyLimit has been returned
+	pending  []byte     // kindPending: the encoded Pending
+	dialog   *dialogRec // kindPending: the dialogue
+	owner    string     // kindSeen: who claimed it
+	n        int        // kindDay, kindBudget: the count
+	notified bool       // kindDay: notifyLimit has been returned
 }
 
 // NewMemory returns an empty Memory.

@@ -89,6 +89,8 @@ type Redis struct {
 
 	countDay    *redis.Script
 	spendBudget *redis.Script
+	claim       *redis.Script
+	resolve     *redis.Script
 
 	nonce  [8]byte       // this client's part of FirstDelivery tokens
 	seq    atomic.Uint64 // the other part
@@ -153,6 +155,8 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		log:         opts.Logger,
 		countDay:    redis.NewScript(countDayScript),
 		spendBudget: redis.NewScript(spendBudgetScript),
+		claim:       redis.NewScript(claimScript),
+		resolve:     redis.NewScript(resolveScript),
 	}
 	if _, err := io.ReadFull(opts.Rand, r.nonce[:]); err != nil {
 		return nil, fmt.Errorf("%w: RedisOptions.Rand: %w", ErrInvalid, quiet{err, "read failed"})
@@ -405,7 +409,7 @@ func (r *Redis) AllowGlobal(ctx context.Context, limit int, per time.Duration) (
 // the id, and expire with their TTL.
 func (r *Redis) Forget(ctx context.Context, sub itinerary.Pseudonym) error {
 	const op = "forget"
-	return r.check(op, r.rdb.Del(ctx, r.pendingKey(sub), r.daysKey(sub)).Err())
+	return r.check(op, r.rdb.Del(ctx, r.pendingKey(sub), r.daysKey(sub), r.dialogKey(sub)).Err())
 }
 
 // Close closes the connections; every later call returns ErrClosed (from
