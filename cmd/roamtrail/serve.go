@@ -41,6 +41,9 @@ func gatewayFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "tls", Usage: "SMPP over TLS"},
 		&cli.StringFlag{Name: "short-code", Value: "10086", Usage: "the service number subscribers text"},
 		&cli.StringFlag{Name: "redis-url", Usage: "Redis for state shared by several instances (redis://host:port/db); default: in memory, one instance"},
+		// Instances that share state must share the prefix; deployments (or
+		// tests) that share one Redis must not.
+		&cli.StringFlag{Name: "redis-prefix", Value: state.DefaultPrefix, Usage: "first part of every Redis key", Hidden: true},
 		&cli.StringFlag{Name: "http", Value: "127.0.0.1:9090", Usage: "address of /healthz and /metrics"},
 		&cli.IntFlag{Name: "window", Value: 10, Usage: "most submit_sm awaiting a response"},
 		&cli.Float64Flag{Name: "max-tps", Value: 0, Usage: "most submit_sm per second toward the SMSC (0: no cap)"},
@@ -105,11 +108,12 @@ func (e *env) serveCommand() *cli.Command {
 
 // gatewayConfig is serve's settings, validated.
 type gatewayConfig struct {
-	smpp      smpp.Options
-	gw        smsgw.Options
-	redisURL  string
-	httpAddr  string
-	shortCode string
+	smpp        smpp.Options
+	gw          smsgw.Options
+	redisURL    string
+	redisPrefix string
+	httpAddr    string
+	shortCode   string
 }
 
 func gatewayConfigFrom(c *cli.Context) (gatewayConfig, error) {
@@ -164,6 +168,7 @@ func gatewayConfigFrom(c *cli.Context) (gatewayConfig, error) {
 		return g, fmt.Errorf("--workers: want 1..1024")
 	}
 	g.redisURL = c.String("redis-url")
+	g.redisPrefix = c.String("redis-prefix")
 	g.httpAddr = c.String("http")
 	return g, nil
 }
@@ -225,7 +230,7 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 		return nil, err
 	}
 	if cfg.redisURL != "" {
-		r, err := state.NewRedis(c.Context, state.RedisOptions{URL: cfg.redisURL})
+		r, err := state.NewRedis(c.Context, state.RedisOptions{URL: cfg.redisURL, Prefix: cfg.redisPrefix})
 		if err != nil {
 			return nil, fmt.Errorf("--redis-url: %w", err)
 		}
