@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -108,4 +109,44 @@ func Mask(s string) string {
 	default:
 		return strings.Repeat("*", len(s))
 	}
+}
+
+// Parser is Parse behind a bounded cache: libphonenumber's parse costs tens
+// of microseconds, and a feed or a gateway sees the same numbers again and
+// again. It is safe for concurrent use.
+type Parser struct {
+	mu  sync.Mutex
+	m   map[string]Number
+	max int
+}
+
+// NewParser returns a Parser caching up to max numbers (default 1<<20 when
+// max <= 0). When full it starts over, which only costs speed.
+func NewParser(max int) *Parser {
+	if max <= 0 {
+		max = 1 << 20
+	}
+	return &Parser{m: make(map[string]Number), max: max}
+}
+
+// Parse is Parse, cached. Errors are not cached: junk must not evict
+// numbers.
+func (p *Parser) Parse(s string) (Number, error) {
+	p.mu.Lock()
+	n, ok := p.m[s]
+	p.mu.Unlock()
+	if ok {
+		return n, nil
+	}
+	n, err := Parse(s)
+	if err != nil {
+		return "", err
+	}
+	p.mu.Lock()
+	if len(p.m) >= p.max {
+		clear(p.m)
+	}
+	p.m[s] = n
+	p.mu.Unlock()
+	return n, nil
 }

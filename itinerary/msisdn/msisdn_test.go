@@ -77,3 +77,32 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParser(t *testing.T) {
+	p := NewParser(2)
+	for range 3 {
+		for _, s := range []string{"13800138000", "+8613800138000", "8613900139000"} {
+			want, _ := Parse(s)
+			got, err := p.Parse(s)
+			if err != nil || got != want {
+				t.Fatalf("Parser.Parse(%q) = %q, %v; want %q", s, got, err, want)
+			}
+		}
+	}
+	if _, err := p.Parse("junk"); err == nil {
+		t.Fatal("junk parsed")
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	for b.Loop() {
+		Parse("13800138000")
+	}
+}
+
+func BenchmarkParserCached(b *testing.B) {
+	p := NewParser(0)
+	for b.Loop() {
+		p.Parse("13800138000")
+	}
+}
