@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/roamtrail/roamtrail/fixtures"
+	"github.com/roamtrail/roamtrail/smsgw/smpp"
+	"github.com/roamtrail/roamtrail/smsgw/smsc"
+	"github.com/roamtrail/roamtrail/store/feed"
+)
+
+func (e *env) benchSMSCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "sms",
+		Usage:     "drive the gateway through the SMSC simulator on loopback, beside a bare echo ESME on the same simulator",
+		ArgsUsage: " ",
+		Flags: append(storeFlags(),
+			&cli.IntFlag{Name: "subscribers", Value: 10_000, Usage: "population with history"},
+			&cli.IntFlag{Name: "concurrency", Value: 200, Usage: "subscribers texting at once"},
+			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long each side is driven"},
+			&cli.IntFlag{Name: "window", Value: 50, Usage: "outstanding submit_sm per bind"},
+			&cli.IntFlag{Name: "workers", Value: 64, Usage: "gateway jobs worked on at once"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the gateway side to this file"},
+		),
+		Action: func(c *cli.Context) error {
+			log, err := e.logger(c)
+			if err != nil {
+				return err
+			}
+			log = log.Level(zerolog.ErrorLevel)
+			if !c.IsSet("data-dir") {
+				tmp, err := os.MkdirTemp("", "roamtrail-benchsms-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(tmp)
+				c.Set("data-dir", filepath.Join(tmp, "data"))
+			}
+			cfg := smsBenchConfig{subscribers: c.Int("subscribers"), concurrency: c.Int("concurrency"), duration: c.Duration("duration"), window: c.Int("window"), workers: c.Int("workers")}
+			if cfg.concurrency < 1 || cfg.concurrency > cfg.subscribers {
+				return fmt.Errorf("--concurrency: want 1..--subscribers")
+			}
+			res, err := e.runSMSBench(c, log, cfg)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
+			fmt.Fprint(e.stdout, res.table())
+			return nil
+		},
+	}
+}
+
+type smsBenchConfig struct {
+	subscribers, concurrency, window, workers int
+	duration                                  time.Duration
+}
+
+type smsSide struct {
+	Queries       int64   `json:"queries"`
+	QueriesPerSec float64 `json:"queries_per_sec"`
+	P50ms         float64 `json:"mo_to_reply_p50_ms"`
+	P99ms         float64 `json:"mo_to_reply_p99_ms"`
+	Errors        int64   `json:"errors"`
+}
+
+type smsBenchResult struct {
+	Concurrency int     `json:"concurrency"`
+	Seconds     float64 `json:"seconds"`
+	Gateway     smsSide `json:"gateway"`
+	Echo        smsSide `json:"echo"`
+	Ratio       float64 `json:"ratio"`
+}
+
+func (r *smsBenchResult) table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "roamtrail bench sms: %d subscribers texting at once, %.0fs per side, loopback\n", r.Concurrency, r.Seconds)
+	fmt.Fprintf(&b, "  %-8s %8s %12s %14s %14s %7s\n", "", "queries", "queries/s", "MO->reply p50", "MO->reply p99", "errors")
+	for _, s := range []struct {
+		name string
+		s    smsSide
+	}{{"gateway", r.Gateway}, {"echo", r.Echo}} {
+		fmt.Fprintf(&b, "  %-8s %8d %12.0f %11.2f ms %11.2f ms %7d\n", s.name, s.s.Queries, s.s.QueriesPerSec, s.s.P50ms, s.s.P99ms, s.s.Errors)
+	}
+	fmt.Fprintf(&b, "  gateway/echo: %.2f (a query is two MOs and two replies: request, prompt, Y, itinerary)\n", r.Ratio)
+	return b.String()
+}
+
+// mtRouter hands each MT to the subscriber waiting for it.
+type mtRouter struct {
+	mu   sync.Mutex
+	wait map[string]chan smsc.MT
+}
+
+func (r *mtRouter) onMT(mt smsc.MT) {
+	r.mu.Lock()
+	ch := r.wait[mt.To]
+	r.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- mt:
+		default: // an MT nobody waits for (a late duplicate): drop it
+		}
+	}
+}
+
+func (r *mtRouter) register(to string) chan smsc.MT {
+	ch := make(chan smsc.MT, 8)
+	r.mu.Lock()
+	r.wait[to] = ch
+	r.mu.Unlock()
+	return ch
+}
+
+func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig) (*smsBenchResult, error) {
+	ctx := c.Context
+	router := &mtRouter{wait: make(map[string]chan smsc.MT)}
+	sim, err := smsc.Listen("127.0.0.1:0", smsc.Options{Logger: &log, OnMT: router.onMT, MTLog: 16})
+	if err != nil {
+		return nil, err
+	}
+	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
+	var simWG sync.WaitGroup
+	simWG.Go(func() { sim.Serve(simCtx) })
+	defer func() { sim.Close(); stopSim(); simWG.Wait() }()
+
+	gc := gatewayConfig{shortCode: "10086"}
+	gc.smpp.Addr, gc.smpp.SystemID, gc.smpp.Window = sim.Addr(), "roamtrail", cfg.window
+	gc.smpp.HandlerWorkers, gc.smpp.HandlerQueue = 32, 4096
+	gc.gw.ShortCode, gc.gw.Workers = "10086", cfg.workers
+	gc.gw.DailyLimit, gc.gw.GlobalLimit = 1<<30, 1<<30 // the bench repeats queries all day
+	gc.gw.MaxBacklog = 100_000
+	st, err := e.startStack(c, log, gc)
+	if err != nil {
+		return nil, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			st.stop(context.WithoutCancel(ctx))
+		}
+	}()
+	pop := fixtures.Config{Subscribers: cfg.subscribers, Days: 30, Seed: 1, End: time.Now(), Location: st.svc.loc}
+	if err := pop.Validate(); err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(fixtures.WriteCSV(ctx, pw, pop)) }()
+	if _, err := feed.Ingest(ctx, pr, st.svc.catalog, st.svc.ps, st.svc.db, feed.Options{}); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := st.session.WaitBound(wctx); err != nil {
+		return nil, err
+	}
+	numbers := make([]string, cfg.concurrency)
+	for i := range numbers {
+		numbers[i] = "86" + strconv.FormatUint(fixtures.DefaultFirstNumber+uint64(i), 10)
+	}
+	res := &smsBenchResult{Concurrency: cfg.concurrency, Seconds: cfg.duration.Seconds()}
+	fmt.Fprintf(e.stderr, "bench sms: driving the gateway for %s...\n", cfg.duration)
+	if path := c.String("cpuprofile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+	}
+	res.Gateway = drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, cfg.duration)
+	pprof.StopCPUProfile()
+
+	// The same traffic against a bare echo ESME on the same simulator.
+	if err := st.stop(context.WithoutCancel(ctx)); err != nil {
+		return nil, err
+	}
+	stopped = true
+	echo, err := smpp.NewEcho(smpp.EchoOptions{Session: smpp.Options{Addr: sim.Addr(), SystemID: "echo", Window: cfg.window, HandlerWorkers: 32, HandlerQueue: 4096, Logger: &log}, Reply: "OK", Queue: 100_000})
+	if err != nil {
+		return nil, err
+	}
+	var echoWG sync.WaitGroup
+	echoCtx, stopEcho := context.WithCancel(context.WithoutCancel(ctx))
+	echoWG.Go(func() { echo.Serve(echoCtx) })
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		echo.Shutdown(sctx)
+		cancel()
+		stopEcho()
+		echoWG.Wait()
+	}()
+	if err := echo.Session().WaitBound(wctx); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(e.stderr, "bench sms: driving the echo ESME for %s...\n", cfg.duration)
+	res.Echo = drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, cfg.duration)
+	if res.Echo.QueriesPerSec > 0 {
+		res.Ratio = res.Gateway.QueriesPerSec / res.Echo.QueriesPerSec
+	}
+	return res, nil
+}
+
+// drive runs one goroutine per number; each sends the script's MOs in turn,
+// waiting for the reply to each, until d passes. A completed script is one
+// query.
+func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, script []string, d time.Duration) smsSide {
+	var (
+		queries, errs atomic.Int64
+		mu            sync.Mutex
+		lat           []time.Duration
+		wg            sync.WaitGroup
+	)
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for _, num := range numbers {
+		ch := router.register(num)
+		wg.Go(func() {
+			var mine []time.Duration
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				ok := true
+				for _, text := range script {
+					t0 := time.Now()
+					ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					err := sim.InjectMO(ictx, num, "10086", text)
+					if err == nil {
+						select {
+						case <-ch:
+						case <-ictx.Done():
+							err = ictx.Err()
+						}
+					}
+					cancel()
+					if err != nil {
+						errs.Add(1)
+						ok = false
+						break
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				if ok {
+					queries.Add(1)
+				}
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	s := smsSide{Queries: queries.Load(), Errors: errs.Load(), QueriesPerSec: float64(queries.Load()) / took.Seconds()}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1e3 }
+		s.P50ms, s.P99ms = q(0.5), q(0.99)
+	}
+	return s
+}
+
