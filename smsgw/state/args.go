@@ -20,6 +20,52 @@ func checkTTL(ttl time.Duration) error {
 	return nil
 }
 
+// maxID bounds nonces, owners and takers: job ids, kept short so that a
+// dialogue stays a small record.
+const maxID = 64
+
+// checkID validates a nonce, owner or taker; name is the argument's name.
+func checkID(name, id string) error {
+	if id == "" || len(id) > maxID {
+		return invalid(name + " must be one to sixty-four bytes")
+	}
+	return nil
+}
+
+func checkRequest(r Request) error {
+	if err := checkID("Request.Nonce", r.Nonce); err != nil {
+		return err
+	}
+	if r.Days < 1 || r.Days > 366 {
+		return invalid("Request.Days must be from one to three hundred sixty-six")
+	}
+	return nil
+}
+
+func checkAsk(req Request, ttl time.Duration) error {
+	if err := checkRequest(req); err != nil {
+		return err
+	}
+	return checkTTL(ttl)
+}
+
+func checkClaim(key, owner string, ttl time.Duration) error {
+	if key == "" {
+		return invalid("key must not be empty")
+	}
+	if err := checkID("owner", owner); err != nil {
+		return err
+	}
+	return checkTTL(ttl)
+}
+
+func checkResolve(taker string, ttl time.Duration) error {
+	if err := checkID("taker", taker); err != nil {
+		return err
+	}
+	return checkTTL(ttl)
+}
+
 // checkDay validates a day and returns the day before it. Only the
 // canonical form is accepted, so that one day has one key and days sort
 // as strings.

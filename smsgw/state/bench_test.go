@@ -22,49 +22,65 @@ func BenchmarkMemory(b *testing.B) {
 
 func benchOps(b *testing.B, s shared) {
 	sub := randomSub(b)
-	p := Pending{Days: 15, Created: time.Now()}
-	b.Run("FirstDelivery", func(b *testing.B) {
+	req := Request{Nonce: "0187a1b2c3d4e5f60718293a4b5c6d7e", Days: 15}
+	b.Run("Claim", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := range b.N {
-			if _, err := s.FirstDelivery(ctx, "bench-"+strconv.Itoa(i), time.Minute); err != nil {
+			if _, err := s.Claim(ctx, "bench-"+strconv.Itoa(i), req.Nonce, time.Minute); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
-	b.Run("SetPending", func(b *testing.B) {
+	b.Run("ClaimAgain", func(b *testing.B) {
+		// The owner's repeat: the path of a job resumed after a crash.
 		b.ReportAllocs()
 		for range b.N {
-			if err := s.SetPending(ctx, sub, p, time.Minute); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("TakePending", func(b *testing.B) {
-		// Nothing to take: timing a take that finds a request would need
-		// an untimed SetPending per op, which throws b.N's estimate off.
-		b.ReportAllocs()
-		for range b.N {
-			if _, _, err := s.TakePending(ctx, sub); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("SetThenTake", func(b *testing.B) {
-		b.ReportAllocs()
-		for range b.N {
-			if err := s.SetPending(ctx, sub, p, time.Minute); err != nil {
-				b.Fatal(err)
-			}
-			if _, ok, err := s.TakePending(ctx, sub); err != nil || !ok {
+			if ok, err := s.Claim(ctx, "bench", req.Nonce, time.Minute); err != nil || !ok {
 				b.Fatal(ok, err)
 			}
 		}
 	})
-	b.Run("CancelPending", func(b *testing.B) {
+	b.Run("Ask", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
-			if _, err := s.CancelPending(ctx, sub); err != nil {
+			if err := s.Ask(ctx, sub, req, time.Minute); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Dialog", func(b *testing.B) {
+		if err := s.Ask(ctx, sub, req, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for range b.N {
+			if d, err := s.Dialog(ctx, sub); err != nil || d.Pending == nil {
+				b.Fatal(d, err)
+			}
+		}
+	})
+	b.Run("Resolve", func(b *testing.B) {
+		// The taker's repeat, after one that took the request: timing
+		// a first Resolve would need an untimed Ask per op, which throws
+		// b.N's estimate off (AskThenResolve times both).
+		if err := s.Ask(ctx, sub, req, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for range b.N {
+			if _, ok, err := s.Resolve(ctx, sub, "taker", time.Minute); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("AskThenResolve", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if err := s.Ask(ctx, sub, req, time.Minute); err != nil {
+				b.Fatal(err)
+			}
+			if _, ok, err := s.Resolve(ctx, sub, "taker", time.Minute); err != nil || !ok {
+				b.Fatal(ok, err)
 			}
 		}
 	})

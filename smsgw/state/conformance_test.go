@@ -65,18 +65,20 @@ var conformance = []struct {
 	name string
 	run  func(e env)
 }{
-	{"FirstDelivery", testFirstDelivery},
-	{"PendingTake", testPendingTake},
+	{"Claim", testClaim},
+	{"AskDialog", testAskDialog},
+	{"Resolve", testResolve},
+	{"ResolveNothing", testResolveNothing},
+	{"AskReplaces", testAskReplaces},
 	{"PendingExpires", testPendingExpires},
-	{"PendingCancel", testPendingCancel},
-	{"PendingReplace", testPendingReplace},
-	{"PendingPerSubscriber", testPendingPerSubscriber},
+	{"DoneExpires", testDoneExpires},
+	{"DialogPerSubscriber", testDialogPerSubscriber},
 	{"DailyLimit", testDailyLimit},
 	{"DailyLimitNewDay", testDailyLimitNewDay},
 	{"GlobalBudget", testGlobalBudget},
 	{"Forget", testForget},
-	{"RaceTakePending", testRaceTakePending},
-	{"RaceFirstDelivery", testRaceFirstDelivery},
+	{"RaceResolve", testRaceResolve},
+	{"RaceClaim", testRaceClaim},
 	{"RaceCounts", testRaceCounts},
 	{"Invalid", testInvalid},
 	{"Closed", testClosed},
@@ -99,30 +101,63 @@ func TestConformance(t *testing.T) {
 
 var ctx = context.Background()
 
-func (e env) first(s shared, id string, ttl time.Duration) bool {
+func (e env) claim(s shared, key, owner string, ttl time.Duration) bool {
 	e.t.Helper()
-	ok, err := s.FirstDelivery(ctx, id, ttl)
+	ok, err := s.Claim(ctx, key, owner, ttl)
 	if err != nil {
-		e.t.Fatalf("FirstDelivery: %v", err)
+		e.t.Fatalf("Claim: %v", err)
 	}
 	return ok
 }
 
-func (e env) set(sub itinerary.Pseudonym, p Pending, ttl time.Duration) {
+func (e env) ask(sub itinerary.Pseudonym, req Request, ttl time.Duration) {
 	e.t.Helper()
-	if err := e.s.SetPending(ctx, sub, p, ttl); err != nil {
-		e.t.Fatalf("SetPending: %v", err)
+	if err := e.s.Ask(ctx, sub, req, ttl); err != nil {
+		e.t.Fatalf("Ask: %v", err)
 	}
 }
 
-func (e env) take(s shared, sub itinerary.Pseudonym) (Pending, bool) {
+func (e env) resolve(s shared, sub itinerary.Pseudonym, taker string, ttl time.Duration) (Request, bool) {
 	e.t.Helper()
-	p, ok, err := s.TakePending(ctx, sub)
+	req, ok, err := s.Resolve(ctx, sub, taker, ttl)
 	if err != nil {
-		e.t.Fatalf("TakePending: %v", err)
+		e.t.Fatalf("Resolve: %v", err)
 	}
-	return p, ok
+	if !ok && req != (Request{}) {
+		e.t.Errorf("Resolve returned %+v with ok false", req)
+	}
+	return req, ok
 }
+
+// wantResolve resolves sub's request for taker and checks the answer.
+func (e env) wantResolve(s shared, sub itinerary.Pseudonym, taker string, ttl time.Duration, want Request, wantOK bool) {
+	e.t.Helper()
+	if got, ok := e.resolve(s, sub, taker, ttl); ok != wantOK || got != want {
+		e.t.Errorf("Resolve by %s = %+v, %v; want %+v, %v", taker, got, ok, want, wantOK)
+	}
+}
+
+func (e env) wantDialog(s shared, sub itinerary.Pseudonym, want Dialog) {
+	e.t.Helper()
+	got, err := s.Dialog(ctx, sub)
+	if err != nil {
+		e.t.Fatalf("Dialog: %v", err)
+	}
+	if got.Token != want.Token || (got.Pending == nil) != (want.Pending == nil) ||
+		got.Pending != nil && *got.Pending != *want.Pending {
+		e.t.Errorf("Dialog = %s, want %s", showDialog(got), showDialog(want))
+	}
+}
+
+func showDialog(d Dialog) string {
+	if d.Pending == nil {
+		return fmt.Sprintf("{Token:%q Pending:nil}", d.Token)
+	}
+	return fmt.Sprintf("{Token:%q Pending:%+v}", d.Token, *d.Pending)
+}
+
+func pending(req Request) Dialog { return Dialog{Token: req.Nonce, Pending: &req} }
+func done(req Request) Dialog    { return Dialog{Token: "done:" + req.Nonce} }
 
 func (e env) count(sub itinerary.Pseudonym, day string, limit int) string {
 	e.t.Helper()
@@ -142,117 +177,127 @@ func (e env) allow(limit int, per time.Duration) bool {
 	return ok
 }
 
-func samePending(a, b Pending) bool {
-	return a.Days == b.Days && a.Lang == b.Lang && a.Created.Equal(b.Created)
-}
-
-func testFirstDelivery(e env) {
+func testClaim(e env) {
 	t := e.t
-	if !e.first(e.s, "msg-a", shortTTL) {
-		t.Fatal("first delivery of msg-a reported as a duplicate")
+	if !e.claim(e.s, "k1", "job-1", shortTTL) {
+		t.Fatal("first claim refused")
 	}
-	if e.first(e.s, "msg-a", shortTTL) {
-		t.Fatal("redelivery of msg-a reported as first")
+	if !e.claim(e.s, "k1", "job-1", shortTTL) || !e.claim(e.peer, "k1", "job-1", shortTTL) {
+		t.Fatal("the owner's repeated claim refused")
 	}
-	if e.first(e.peer, "msg-a", shortTTL) {
-		t.Fatal("redelivery of msg-a to the peer reported as first")
+	if e.claim(e.s, "k1", "job-2", shortTTL) || e.claim(e.peer, "k1", "job-2", shortTTL) {
+		t.Fatal("another owner got a claimed key")
 	}
-	if !e.first(e.s, "msg-b", shortTTL) {
-		t.Fatal("first delivery of msg-b reported as a duplicate")
+	if !e.claim(e.s, "k2", "job-2", shortTTL) {
+		t.Fatal("another key refused")
 	}
-	e.elapse(shortTTL / 3)
-	if e.first(e.s, "msg-a", shortTTL) {
-		t.Fatal("redelivery of msg-a within its ttl reported as first")
+	e.elapse(shortTTL / 2)
+	if !e.claim(e.s, "k1", "job-1", shortTTL) {
+		t.Fatal("the owner's repeated claim within the ttl refused")
 	}
-	e.elapse(shortTTL)
-	if !e.first(e.s, "msg-a", shortTTL) {
-		t.Fatal("msg-a after its ttl reported as a duplicate")
+	// The repeat did not extend the claim.
+	e.elapse(shortTTL/2 + 50*time.Millisecond)
+	if !e.claim(e.peer, "k1", "job-3", shortTTL) {
+		t.Fatal("key still claimed after its ttl")
 	}
-	if e.first(e.s, "msg-a", shortTTL) {
-		t.Fatal("redelivery of msg-a after renewal reported as first")
+	if e.claim(e.s, "k1", "job-1", shortTTL) {
+		t.Fatal("the first owner got back a key claimed since by another")
 	}
 }
 
-func testPendingTake(e env) {
-	t := e.t
-	sub := randomSub(t)
-	if _, ok := e.take(e.s, sub); ok {
-		t.Fatal("TakePending on nothing found a request")
+func testAskDialog(e env) {
+	sub := randomSub(e.t)
+	e.wantDialog(e.s, sub, Dialog{})
+	req := Request{Nonce: "job-1", Days: 15, Lang: itinerary.Chinese}
+	e.ask(sub, req, time.Minute)
+	e.wantDialog(e.peer, sub, pending(req))
+	// Pending is a copy.
+	d, err := e.s.Dialog(ctx, sub)
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	loc := time.FixedZone("CST", 8*3600)
-	want := Pending{Days: 15, Lang: itinerary.Chinese, Created: time.Date(2026, 11, 27, 17, 30, 1, 234567891, loc)}
-	e.set(sub, want, 10*time.Minute)
-	got, ok := e.take(e.peer, sub)
-	if !ok {
-		t.Fatal("TakePending lost the request")
+	d.Pending.Days = 30
+	e.wantDialog(e.s, sub, pending(req))
+	// The extremes of every field are kept as they are.
+	for _, req := range []Request{
+		{Nonce: strings.Repeat("\xff", maxID), Days: 366, Lang: 255},
+		{Nonce: "n", Days: 1, Lang: itinerary.English},
+	} {
+		e.ask(sub, req, time.Minute)
+		e.wantDialog(e.peer, sub, pending(req))
+		e.wantResolve(e.peer, sub, "job-2", time.Minute, req, true)
 	}
-	want.Created = want.Created.Truncate(time.Millisecond)
-	if !samePending(got, want) {
-		t.Errorf("TakePending = %+v, want %+v", got, want)
-	}
-	if got.Created.Location() != time.UTC {
-		t.Errorf("Created in %v, want UTC", got.Created.Location())
-	}
-	if _, ok := e.take(e.s, sub); ok {
-		t.Error("second TakePending found the request again")
-	}
+}
+
+func testResolve(e env) {
+	sub := randomSub(e.t)
+	req := Request{Nonce: "job-1", Days: 30, Lang: itinerary.English}
+	e.ask(sub, req, time.Minute)
+	e.wantResolve(e.s, sub, "job-2", time.Minute, req, true)
+	e.wantDialog(e.peer, sub, done(req))
+	// The same taker again (the job repeated after a crash) gets the
+	// same request, at any instance; another taker gets nothing.
+	e.wantResolve(e.s, sub, "job-2", time.Minute, req, true)
+	e.wantResolve(e.peer, sub, "job-2", time.Minute, req, true)
+	e.wantResolve(e.peer, sub, "job-3", time.Minute, Request{}, false)
+	e.wantDialog(e.s, sub, done(req))
+}
+
+func testResolveNothing(e env) {
+	sub := randomSub(e.t)
+	e.wantResolve(e.s, sub, "job-1", time.Minute, Request{}, false)
+	e.wantDialog(e.peer, sub, Dialog{})
+}
+
+func testAskReplaces(e env) {
+	sub := randomSub(e.t)
+	e.ask(sub, Request{Nonce: "job-1", Days: 15}, shortTTL)
+	second := Request{Nonce: "job-2", Days: 30, Lang: itinerary.Chinese}
+	e.ask(sub, second, time.Minute)
+	e.wantDialog(e.peer, sub, pending(second))
+	// The replacement's ttl counts, not the first one's.
+	e.elapse(shortTTL + 50*time.Millisecond)
+	e.wantDialog(e.peer, sub, pending(second))
+	e.wantResolve(e.peer, sub, "job-3", time.Minute, second, true)
+	// A request after a resolved one is a new step: a new token, pending
+	// for whoever answers it.
+	third := Request{Nonce: "job-4", Days: 15}
+	e.ask(sub, third, time.Minute)
+	e.wantDialog(e.s, sub, pending(third))
+	e.wantResolve(e.s, sub, "job-5", time.Minute, third, true)
+	e.wantDialog(e.s, sub, done(third))
 }
 
 func testPendingExpires(e env) {
-	t := e.t
-	sub := randomSub(t)
-	e.set(sub, Pending{Days: 7, Lang: itinerary.English}, shortTTL)
+	sub := randomSub(e.t)
+	e.ask(sub, Request{Nonce: "job-1", Days: 15}, shortTTL)
 	e.elapse(shortTTL + 50*time.Millisecond)
-	if p, ok := e.take(e.s, sub); ok {
-		t.Fatalf("TakePending after the ttl = %+v", p)
-	}
+	e.wantDialog(e.s, sub, Dialog{})
+	e.wantResolve(e.peer, sub, "job-2", time.Minute, Request{}, false)
 }
 
-func testPendingCancel(e env) {
-	t := e.t
-	sub := randomSub(t)
-	e.set(sub, Pending{Days: 7}, time.Minute)
-	for i, want := range []bool{true, false} {
-		ok, err := e.peer.CancelPending(ctx, sub)
-		if err != nil {
-			t.Fatalf("CancelPending: %v", err)
-		}
-		if ok != want {
-			t.Errorf("CancelPending #%d = %v, want %v", i+1, ok, want)
-		}
-	}
-	if _, ok := e.take(e.s, sub); ok {
-		t.Error("TakePending after CancelPending found a request")
-	}
+func testDoneExpires(e env) {
+	sub := randomSub(e.t)
+	req := Request{Nonce: "job-1", Days: 15}
+	e.ask(sub, req, time.Minute)
+	e.wantResolve(e.s, sub, "job-2", shortTTL, req, true)
+	e.elapse(shortTTL / 2)
+	e.wantDialog(e.peer, sub, done(req))
+	e.wantResolve(e.peer, sub, "job-2", time.Minute, req, true)
+	// Resolve's ttl runs from the first Resolve: the repeat did not
+	// extend it.
+	e.elapse(shortTTL/2 + 50*time.Millisecond)
+	e.wantDialog(e.s, sub, Dialog{})
+	e.wantResolve(e.s, sub, "job-2", time.Minute, Request{}, false)
 }
 
-func testPendingReplace(e env) {
-	t := e.t
-	sub := randomSub(t)
-	e.set(sub, Pending{Days: 7, Lang: itinerary.English}, shortTTL)
-	second := Pending{Days: 30, Lang: itinerary.Chinese, Created: e.clk.Now()}
-	e.set(sub, second, time.Minute)
-	// The replacement's ttl counts, not the first one's.
-	e.elapse(shortTTL + 50*time.Millisecond)
-	got, ok := e.take(e.s, sub)
-	if !ok || !samePending(got, second) {
-		t.Errorf("TakePending = %+v, %v; want %+v, true", got, ok, second)
-	}
-}
-
-func testPendingPerSubscriber(e env) {
-	t := e.t
-	a, b := randomSub(t), randomSub(t)
-	e.set(a, Pending{Days: 15}, time.Minute)
-	if _, ok := e.take(e.s, b); ok {
-		t.Error("b took a's request")
-	}
-	if ok, _ := e.s.CancelPending(ctx, b); ok {
-		t.Error("b cancelled a's request")
-	}
-	if _, ok := e.take(e.s, a); !ok {
-		t.Error("a's request lost")
-	}
+func testDialogPerSubscriber(e env) {
+	a, b := randomSub(e.t), randomSub(e.t)
+	req := Request{Nonce: "job-1", Days: 15}
+	e.ask(a, req, time.Minute)
+	e.wantDialog(e.s, b, Dialog{})
+	e.wantResolve(e.s, b, "job-2", time.Minute, Request{}, false)
+	e.wantDialog(e.peer, a, pending(req))
 }
 
 func testDailyLimit(e env) {
@@ -343,28 +388,34 @@ func testGlobalBudget(e env) {
 
 func testForget(e env) {
 	t := e.t
-	sub, other := randomSub(t), randomSub(t)
-	for _, s := range []itinerary.Pseudonym{sub, other} {
-		e.set(s, Pending{Days: 15}, time.Minute)
+	sub, resolved, other := randomSub(t), randomSub(t), randomSub(t)
+	req := Request{Nonce: "job-1", Days: 15}
+	for _, s := range []itinerary.Pseudonym{sub, resolved, other} {
+		e.ask(s, req, time.Minute)
 		for _, day := range []string{"2026-11-26", "2026-11-27"} {
 			e.count(s, day, 1)
 			e.count(s, day, 1)
 		}
 	}
-	if err := e.peer.Forget(ctx, sub); err != nil {
-		t.Fatalf("Forget: %v", err)
-	}
-	if _, ok := e.take(e.s, sub); ok {
-		t.Error("pending request survived Forget")
-	}
-	for _, day := range []string{"2026-11-26", "2026-11-27"} {
-		if got, w := e.count(sub, day, 1), "allowed=true notify=false"; got != w {
-			t.Errorf("%s after Forget: %s, want %s", day, got, w)
+	e.wantResolve(e.s, resolved, "job-2", time.Minute, req, true)
+	e.claim(e.s, "k", "job-1", time.Minute)
+	for _, s := range []itinerary.Pseudonym{sub, resolved} {
+		if err := e.peer.Forget(ctx, s); err != nil {
+			t.Fatalf("Forget: %v", err)
+		}
+		e.wantDialog(e.s, s, Dialog{})
+		e.wantResolve(e.s, s, "job-2", time.Minute, Request{}, false)
+		for _, day := range []string{"2026-11-26", "2026-11-27"} {
+			if got, w := e.count(s, day, 1), "allowed=true notify=false"; got != w {
+				t.Errorf("%s after Forget: %s, want %s", day, got, w)
+			}
 		}
 	}
-	if _, ok := e.take(e.s, other); !ok {
-		t.Error("Forget removed another subscriber's request")
+	// Claims stay: a redelivery after the erasure is still a duplicate.
+	if e.claim(e.s, "k", "job-3", time.Minute) {
+		t.Error("Forget dropped a claim")
 	}
+	e.wantDialog(e.s, other, pending(req))
 	if got, w := e.count(other, "2026-11-27", 1), "allowed=false notify=false"; got != w {
 		t.Errorf("another subscriber after Forget: %s, want %s", got, w)
 	}
@@ -373,9 +424,9 @@ func testForget(e env) {
 	}
 }
 
-// race runs f on 20 goroutines, half of them on each handle, released at
-// once.
-func (e env) race(f func(s shared) error) {
+// race runs f on 20 goroutines, numbered by i, half of them on each
+// handle, released at once.
+func (e env) race(f func(i int, s shared) error) {
 	e.t.Helper()
 	var (
 		wg    sync.WaitGroup
@@ -389,7 +440,7 @@ func (e env) race(f func(s shared) error) {
 		}
 		wg.Go(func() {
 			<-start
-			if err := f(s); err != nil {
+			if err := f(i, s); err != nil {
 				errs <- err
 			}
 		})
@@ -402,37 +453,56 @@ func (e env) race(f func(s shared) error) {
 	}
 }
 
-func testRaceTakePending(e env) {
+func testRaceResolve(e env) {
 	for round := range 5 {
 		sub := randomSub(e.t)
-		e.set(sub, Pending{Days: 15}, time.Minute)
-		var won atomic.Int32
-		e.race(func(s shared) error {
-			_, ok, err := s.TakePending(ctx, sub)
+		req := Request{Nonce: fmt.Sprint("job-", round), Days: 15}
+		e.ask(sub, req, time.Minute)
+		var won, winner atomic.Int32
+		e.race(func(i int, s shared) error {
+			got, ok, err := s.Resolve(ctx, sub, fmt.Sprint("taker-", i), time.Minute)
 			if ok {
 				won.Add(1)
+				winner.Store(int32(i))
+				if got != req {
+					return fmt.Errorf("round %d: Resolve = %+v, want %+v", round, got, req)
+				}
 			}
 			return err
 		})
 		if n := won.Load(); n != 1 {
 			e.t.Fatalf("round %d: %d takers got the request, want 1", round, n)
 		}
+		e.wantResolve(e.s, sub, fmt.Sprint("taker-", winner.Load()), time.Minute, req, true)
 	}
 }
 
-func testRaceFirstDelivery(e env) {
+func testRaceClaim(e env) {
 	for round := range 5 {
-		id := fmt.Sprintf("race-%d", round)
+		key := fmt.Sprint("race-", round)
 		var first atomic.Int32
-		e.race(func(s shared) error {
-			ok, err := s.FirstDelivery(ctx, id, time.Minute)
+		e.race(func(i int, s shared) error {
+			ok, err := s.Claim(ctx, key, fmt.Sprint("job-", i), time.Minute)
 			if ok {
 				first.Add(1)
 			}
 			return err
 		})
 		if n := first.Load(); n != 1 {
-			e.t.Fatalf("round %d: %d first deliveries, want 1", round, n)
+			e.t.Fatalf("round %d: %d owners got the key, want 1", round, n)
+		}
+		// One owner at once on both instances gets it every time.
+		key = fmt.Sprint("race-one-owner-", round)
+		var refused atomic.Int32
+		e.race(func(i int, s shared) error {
+			ok, err := s.Claim(ctx, key, "job-1", time.Minute)
+			if !ok {
+				refused.Add(1)
+			}
+			return err
+		})
+		if n := refused.Load(); n != 0 {
+			e.t.Fatalf("round %d: the owner refused its own key %d times", round, n)
 		}
 	}
 }
@@ -440,7 +510,7 @@ func testRaceFirstDelivery(e env) {
 func testRaceCounts(e env) {
 	sub := randomSub(e.t)
 	var allowed, notified, budget atomic.Int32
-	e.race(func(s shared) error {
+	e.race(func(_ int, s shared) error {
 		a, n, err := s.CountRequest(ctx, sub, "2026-11-27", 5)
 		if a {
 			allowed.Add(1)
@@ -464,22 +534,46 @@ func testRaceCounts(e env) {
 
 func testInvalid(e env) {
 	sub := randomSub(e.t)
+	long := strings.Repeat("j", maxID+1)
+	req := Request{Nonce: "job-1", Days: 15}
+	ask := func(r Request, ttl time.Duration) func() error {
+		return func() error { return e.s.Ask(ctx, sub, r, ttl) }
+	}
 	for name, call := range map[string]func() error{
-		"FirstDelivery ttl zero": func() error { _, err := e.s.FirstDelivery(ctx, "x", 0); return err },
-		"FirstDelivery ttl sub-ms": func() error {
-			_, err := e.s.FirstDelivery(ctx, "x", time.Microsecond)
+		"Claim ttl zero":   func() error { _, err := e.s.Claim(ctx, "x", "job-1", 0); return err },
+		"Claim ttl sub-ms": func() error { _, err := e.s.Claim(ctx, "x", "job-1", time.Microsecond); return err },
+		"Claim key empty":  func() error { _, err := e.s.Claim(ctx, "", "job-1", time.Minute); return err },
+		"Claim owner empty": func() error {
+			_, err := e.s.Claim(ctx, "x", "", time.Minute)
 			return err
 		},
-		"SetPending ttl negative":  func() error { return e.s.SetPending(ctx, sub, Pending{Days: 1}, -time.Second) },
-		"SetPending days negative": func() error { return e.s.SetPending(ctx, sub, Pending{Days: -1}, time.Minute) },
-		"SetPending days huge":     func() error { return e.s.SetPending(ctx, sub, Pending{Days: 1 << 40}, time.Minute) },
-		"CountRequest day empty":   func() error { _, _, err := e.s.CountRequest(ctx, sub, "", 3); return err },
-		"CountRequest day month":   func() error { _, _, err := e.s.CountRequest(ctx, sub, "2026-13-01", 3); return err },
-		"CountRequest day short":   func() error { _, _, err := e.s.CountRequest(ctx, sub, "2026-1-1", 3); return err },
-		"CountRequest day tail":    func() error { _, _, err := e.s.CountRequest(ctx, sub, "2026-11-27}", 3); return err },
-		"CountRequest limit zero":  func() error { _, _, err := e.s.CountRequest(ctx, sub, "2026-11-27", 0); return err },
-		"AllowGlobal limit zero":   func() error { _, err := e.s.AllowGlobal(ctx, 0, time.Minute); return err },
-		"AllowGlobal per zero":     func() error { _, err := e.s.AllowGlobal(ctx, 1, 0); return err },
+		"Claim owner long":     func() error { _, err := e.s.Claim(ctx, "x", long, time.Minute); return err },
+		"Ask ttl negative":     ask(req, -time.Second),
+		"Ask nonce empty":      ask(Request{Days: 15}, time.Minute),
+		"Ask nonce long":       ask(Request{Nonce: long, Days: 15}, time.Minute),
+		"Ask days zero":        ask(Request{Nonce: "job-1"}, time.Minute),
+		"Ask days negative":    ask(Request{Nonce: "job-1", Days: -1}, time.Minute),
+		"Ask days over a year": ask(Request{Nonce: "job-1", Days: 367}, time.Minute),
+		"Ask days huge":        ask(Request{Nonce: "job-1", Days: 1 << 40}, time.Minute),
+		"Resolve ttl zero": func() error {
+			_, _, err := e.s.Resolve(ctx, sub, "job-2", 0)
+			return err
+		},
+		"Resolve taker empty": func() error {
+			_, _, err := e.s.Resolve(ctx, sub, "", time.Minute)
+			return err
+		},
+		"Resolve taker long": func() error {
+			_, _, err := e.s.Resolve(ctx, sub, long, time.Minute)
+			return err
+		},
+		"CountRequest day empty":  func() error { _, _, err := e.s.CountRequest(ctx, sub, "", 3); return err },
+		"CountRequest day month":  func() error { _, _, err := e.s.CountRequest(ctx, sub, "2026-13-01", 3); return err },
+		"CountRequest day short":  func() error { _, _, err := e.s.CountRequest(ctx, sub, "2026-1-1", 3); return err },
+		"CountRequest day tail":   func() error { _, _, err := e.s.CountRequest(ctx, sub, "2026-11-27}", 3); return err },
+		"CountRequest limit zero": func() error { _, _, err := e.s.CountRequest(ctx, sub, "2026-11-27", 0); return err },
+		"AllowGlobal limit zero":  func() error { _, err := e.s.AllowGlobal(ctx, 0, time.Minute); return err },
+		"AllowGlobal per zero":    func() error { _, err := e.s.AllowGlobal(ctx, 1, 0); return err },
 	} {
 		err := call()
 		if !errors.Is(err, ErrInvalid) {
@@ -488,8 +582,10 @@ func testInvalid(e env) {
 		}
 		checkErrText(e.t, err)
 	}
-	if _, ok := e.take(e.s, sub); ok {
-		e.t.Error("an invalid SetPending stored a request")
+	// Nothing invalid was stored.
+	e.wantDialog(e.s, sub, Dialog{})
+	if !e.claim(e.s, "x", "job-2", time.Minute) {
+		e.t.Error("an invalid Claim took the key")
 	}
 }
 
@@ -502,13 +598,13 @@ func testClosed(e env) {
 	}
 	sub := randomSub(e.t)
 	for name, call := range map[string]func() error{
-		"FirstDelivery": func() error { _, err := e.s.FirstDelivery(ctx, "x", time.Minute); return err },
-		"SetPending":    func() error { return e.s.SetPending(ctx, sub, Pending{}, time.Minute) },
-		"TakePending":   func() error { _, _, err := e.s.TakePending(ctx, sub); return err },
-		"CancelPending": func() error { _, err := e.s.CancelPending(ctx, sub); return err },
-		"CountRequest":  func() error { _, _, err := e.s.CountRequest(ctx, sub, "2026-11-27", 3); return err },
-		"AllowGlobal":   func() error { _, err := e.s.AllowGlobal(ctx, 3, time.Minute); return err },
-		"Forget":        func() error { return e.s.Forget(ctx, sub) },
+		"Claim":        func() error { _, err := e.s.Claim(ctx, "x", "job-1", time.Minute); return err },
+		"Ask":          func() error { return e.s.Ask(ctx, sub, Request{Nonce: "job-1", Days: 15}, time.Minute) },
+		"Dialog":       func() error { _, err := e.s.Dialog(ctx, sub); return err },
+		"Resolve":      func() error { _, _, err := e.s.Resolve(ctx, sub, "job-1", time.Minute); return err },
+		"CountRequest": func() error { _, _, err := e.s.CountRequest(ctx, sub, "2026-11-27", 3); return err },
+		"AllowGlobal":  func() error { _, err := e.s.AllowGlobal(ctx, 3, time.Minute); return err },
+		"Forget":       func() error { return e.s.Forget(ctx, sub) },
 	} {
 		if err := call(); !errors.Is(err, ErrClosed) {
 			e.t.Errorf("%s after Close: %v, want ErrClosed", name, err)

@@ -22,9 +22,13 @@ var (
 	ErrInvalid = errors.New("state: invalid")
 	// ErrClosed is returned by every method once Close has been called.
 	ErrClosed = errors.New("state: closed")
-	// ErrCorrupt reports a stored pending request that does not decode.
-	// TakePending has removed it all the same.
-	ErrCorrupt = errors.New("state: corrupt pending request")
+	// ErrCorrupt reports a stored record that is not what this package
+	// writes: a Redis key of another type, or a dialogue hash that does
+	// not parse (written by something else, or by a build that stores
+	// it differently). The record is left as it is and goes with its
+	// TTL or Forget; Ask replaces a corrupt dialogue. Memory's records
+	// cannot be corrupt.
+	ErrCorrupt = errors.New("state: corrupt record")
 )
 
 // quiet wraps an error from a lower layer so that errors.Is and errors.As

@@ -17,10 +17,10 @@ import (
 // shared is the method set the gateway relies on, declared here as the
 // gateway will declare it.
 type shared interface {
-	FirstDelivery(ctx context.Context, id string, ttl time.Duration) (bool, error)
-	SetPending(ctx context.Context, sub itinerary.Pseudonym, p Pending, ttl time.Duration) error
-	TakePending(ctx context.Context, sub itinerary.Pseudonym) (Pending, bool, error)
-	CancelPending(ctx context.Context, sub itinerary.Pseudonym) (bool, error)
+	Claim(ctx context.Context, key, owner string, ttl time.Duration) (bool, error)
+	Ask(ctx context.Context, sub itinerary.Pseudonym, req Request, ttl time.Duration) error
+	Dialog(ctx context.Context, sub itinerary.Pseudonym) (Dialog, error)
+	Resolve(ctx context.Context, sub itinerary.Pseudonym, taker string, ttl time.Duration) (Request, bool, error)
 	CountRequest(ctx context.Context, sub itinerary.Pseudonym, day string, limit int) (allowed, notifyLimit bool, err error)
 	AllowGlobal(ctx context.Context, limit int, per time.Duration) (bool, error)
 	Forget(ctx context.Context, sub itinerary.Pseudonym) error

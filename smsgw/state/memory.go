@@ -25,12 +25,11 @@ type MemoryOptions struct {
 	// Now is the clock that TTLs and budget windows are measured by.
 	// Default time.Now.
 	Now func() time.Time
-	// MaxEntries bounds the entries held at once: deliveries seen,
-	// pending requests, day counters and budget windows together. When
-	// it is full, the entry nearest its expiry is dropped to make room,
-	// so memory stays bounded under a flood at the price of forgetting
-	// the oldest state first. Default DefaultMaxEntries (about 30 MB
-	// when full).
+	// MaxEntries bounds the entries held at once: claims, dialogues,
+	// day counters and budget windows together. When it is full, the
+	// entry nearest its expiry is dropped to make room, so memory stays
+	// bounded under a flood at the price of forgetting the oldest state
+	// first. Default DefaultMaxEntries (about 30 MB when full).
 	MaxEntries int
 }
 
@@ -45,24 +44,28 @@ type Memory struct {
 	closed bool
 	m      map[memKey]*memEntry
 	byTime expiryHeap
-	// bySub lists each subscriber's pending request and day counters,
-	// for Forget.
+	// bySub lists each subscriber's dialogue and day counters, for
+	// Forget.
 	bySub map[itinerary.Pseudonym][]*memEntry
 }
 
 type memKind uint8
 
 const (
-	kindSeen memKind = iota + 1
-	kindPending
+	kindClaim memKind = iota + 1
+	kindDialog
 	kindDay
 	kindBudget
 )
 
+// perSub reports whether entries of kind belong to a subscriber, and so
+// are listed in bySub for Forget.
+func (k memKind) perSub() bool { return k == kindDialog || k == kindDay }
+
 type memKey struct {
 	kind memKind
-	// id is the subscriber (kindPending, kindDay) or a hash of the
-	// delivery id (kindSeen): a fixed size whatever the id's length.
+	// id is the subscriber (kindDialog, kindDay) or a hash of the
+	// claim's key (kindClaim): a fixed size whatever the key's length.
 	id [16]byte
 	// s is the day (kindDay) or the budget window (kindBudget).
 	s string
@@ -73,9 +76,8 @@ type memEntry struct {
 	expires time.Time
 	index   int // in byTime
 
-	pending  []byte     // kindPending: the encoded Pending
-	dialog   *dialogRec // kindPending: the dialogue
-	owner    string     // kindSeen: who claimed it
+	dialog   *dialogRec // kindDialog: the dialogue, never nil
+	owner    string     // kindClaim: who claimed it
 	n        int        // kindDay, kindBudget: the count
 	notified bool       // kindDay: notifyLimit has been returned
 }
@@ -133,17 +135,23 @@ func (m *Memory) insert(k memKey, expires time.Time) *memEntry {
 	e := &memEntry{key: k, expires: expires}
 	m.m[k] = e
 	heap.Push(&m.byTime, e)
-	if k.kind == kindPending || k.kind == kindDay {
+	if k.kind.perSub() {
 		sub := itinerary.Pseudonym(k.id)
 		m.bySub[sub] = append(m.bySub[sub], e)
 	}
 	return e
 }
 
+// expireAt moves e's expiry.
+func (m *Memory) expireAt(e *memEntry, t time.Time) {
+	e.expires = t
+	heap.Fix(&m.byTime, e.index)
+}
+
 func (m *Memory) remove(e *memEntry) {
 	heap.Remove(&m.byTime, e.index)
 	delete(m.m, e.key)
-	if e.key.kind != kindPending && e.key.kind != kindDay {
+	if !e.key.kind.perSub() {
 		return
 	}
 	sub := itinerary.Pseudonym(e.key.id)
@@ -163,84 +171,87 @@ func (m *Memory) remove(e *memEntry) {
 	}
 }
 
-// FirstDelivery reports whether id is seen for the first time within ttl.
-func (m *Memory) FirstDelivery(ctx context.Context, id string, ttl time.Duration) (bool, error) {
-	if err := checkTTL(ttl); err != nil {
+// Claim takes key for ttl on behalf of owner. It reports true when key was
+// free or is already owner's: a step repeated after a crash finds its own
+// claim. A repeated Claim does not extend the claim.
+func (m *Memory) Claim(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
+	if err := checkClaim(key, owner, ttl); err != nil {
 		return false, err
 	}
-	k := memKey{kind: kindSeen, id: seenHash(id)}
+	k := memKey{kind: kindClaim, id: claimHash(key)}
 	now, err := m.lock()
 	if err != nil {
 		return false, err
 	}
 	defer m.mu.Unlock()
-	if m.get(k, now) != nil {
-		return false, nil
+	if e := m.get(k, now); e != nil {
+		return e.owner == owner, nil
 	}
-	m.insert(k, now.Add(ttl))
+	m.insert(k, now.Add(ttl)).owner = owner
 	return true, nil
 }
 
-// SetPending stores p as sub's pending request for ttl, replacing any
-// previous one.
-func (m *Memory) SetPending(ctx context.Context, sub itinerary.Pseudonym, p Pending, ttl time.Duration) error {
-	if err := checkTTL(ttl); err != nil {
+// Ask makes req sub's pending request for ttl, replacing whatever the
+// dialogue held.
+func (m *Memory) Ask(ctx context.Context, sub itinerary.Pseudonym, req Request, ttl time.Duration) error {
+	if err := checkAsk(req, ttl); err != nil {
 		return err
 	}
-	b, err := p.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	k := memKey{kind: kindPending, id: sub}
 	now, err := m.lock()
 	if err != nil {
 		return err
 	}
 	defer m.mu.Unlock()
+	k := memKey{kind: kindDialog, id: sub}
 	e := m.get(k, now)
 	if e == nil {
 		e = m.insert(k, now.Add(ttl))
 	} else {
-		e.expires = now.Add(ttl)
-		heap.Fix(&m.byTime, e.index)
+		m.expireAt(e, now.Add(ttl))
 	}
-	e.pending = b
+	e.dialog = &dialogRec{req: req}
 	return nil
 }
 
-// TakePending removes sub's pending request and returns it.
-func (m *Memory) TakePending(ctx context.Context, sub itinerary.Pseudonym) (Pending, bool, error) {
+// Dialog returns sub's dialogue.
+func (m *Memory) Dialog(ctx context.Context, sub itinerary.Pseudonym) (Dialog, error) {
 	now, err := m.lock()
 	if err != nil {
-		return Pending{}, false, err
+		return Dialog{}, err
 	}
 	defer m.mu.Unlock()
-	e := m.get(memKey{kind: kindPending, id: sub}, now)
-	if e == nil {
-		return Pending{}, false, nil
+	if e := m.get(memKey{kind: kindDialog, id: sub}, now); e != nil {
+		return e.dialog.dialog(), nil
 	}
-	m.remove(e)
-	var p Pending
-	if err := p.UnmarshalBinary(e.pending); err != nil {
-		return Pending{}, false, err
-	}
-	return p, true, nil
+	return Dialog{}, nil
 }
 
-// CancelPending removes sub's pending request and reports whether there
-// was one.
-func (m *Memory) CancelPending(ctx context.Context, sub itinerary.Pseudonym) (bool, error) {
+// Resolve ends sub's pending request on behalf of taker and returns it;
+// the record of who took it is kept for ttl. Resolving again with the
+// same taker returns the same request; ok is false when nothing is
+// pending and taker did not take it earlier.
+func (m *Memory) Resolve(ctx context.Context, sub itinerary.Pseudonym, taker string, ttl time.Duration) (req Request, ok bool, err error) {
+	if err := checkResolve(taker, ttl); err != nil {
+		return Request{}, false, err
+	}
 	now, err := m.lock()
 	if err != nil {
-		return false, err
+		return Request{}, false, err
 	}
 	defer m.mu.Unlock()
-	e := m.get(memKey{kind: kindPending, id: sub}, now)
+	e := m.get(memKey{kind: kindDialog, id: sub}, now)
 	if e == nil {
-		return false, nil
+		return Request{}, false, nil
 	}
-	m.remove(e)
-	return true, nil
+	switch d := e.dialog; {
+	case !d.done:
+		d.done, d.taker = true, taker
+		m.expireAt(e, now.Add(ttl))
+		return d.req, true, nil
+	case d.taker == taker:
+		return d.req, true, nil
+	}
+	return Request{}, false, nil
 }
 
 // CountRequest counts a request of sub on day against the daily limit.
@@ -294,8 +305,8 @@ func (m *Memory) AllowGlobal(ctx context.Context, limit int, per time.Duration) 
 	return e.n <= limit, nil
 }
 
-// Forget removes everything held about sub: its pending request and its
-// day counters.
+// Forget removes everything held about sub: its dialogue and its day
+// counters.
 func (m *Memory) Forget(ctx context.Context, sub itinerary.Pseudonym) error {
 	if _, err := m.lock(); err != nil {
 		return err
@@ -317,11 +328,10 @@ func (m *Memory) Close() error {
 	return nil
 }
 
-// seenHash shortens a delivery id to a fixed size. Redis keys use it too,
-// so that no id text (which the caller builds from SMSC fields) reaches a
-// key.
-func seenHash(id string) [16]byte {
-	sum := sha256.Sum256([]byte(id))
+// claimHash shortens a claim's key to a fixed size. Redis keys use it
+// too, so that no text of the caller's key reaches a Redis key.
+func claimHash(key string) [16]byte {
+	sum := sha256.Sum256([]byte(key))
 	return [16]byte(sum[:16])
 }
 

@@ -40,7 +40,7 @@ func checkMemory(t *testing.T, m *Memory) {
 	}
 	want := 0
 	for k := range m.m {
-		if k.kind == kindPending || k.kind == kindDay {
+		if k.kind.perSub() {
 			want++
 		}
 	}
@@ -53,12 +53,13 @@ func TestMemoryBounded(t *testing.T) {
 	clk := newClock()
 	m := mustMemory(t, MemoryOptions{Now: clk.Now, MaxEntries: 4})
 	sub := randomSub(t)
-	// Ids with ttls 10 min, 9 min, ... : the latest has the earliest expiry.
+	// Claims with ttls 10 min, 9 min, ... : the latest has the earliest
+	// expiry.
 	for i := range 10 {
-		if _, err := m.FirstDelivery(ctx, fmt.Sprint("id-", i), time.Duration(10-i)*time.Minute); err != nil {
+		if _, err := m.Claim(ctx, fmt.Sprint("key-", i), "job-1", time.Duration(10-i)*time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.SetPending(ctx, sub, Pending{Days: i}, time.Hour); err != nil {
+		if err := m.Ask(ctx, sub, Request{Nonce: fmt.Sprint("job-", i), Days: i + 1}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		checkMemory(t, m)
@@ -66,22 +67,22 @@ func TestMemoryBounded(t *testing.T) {
 			t.Fatalf("%d entries held, MaxEntries 4", n)
 		}
 	}
-	// The pending request, expiring last, survived the flood of ids.
-	if p, ok, err := m.TakePending(ctx, sub); err != nil || !ok || p.Days != 9 {
-		t.Errorf("TakePending = %+v, %v, %v; want the last request", p, ok, err)
+	// The dialogue, expiring last, survived the flood of claims.
+	if d, err := m.Dialog(ctx, sub); err != nil || d.Pending == nil || d.Pending.Days != 10 {
+		t.Errorf("Dialog = %+v, %v; want the last request", d, err)
 	}
-	// Each new id got in by dropping the one nearest expiry: the
+	// Each new claim got in by dropping the one nearest expiry: the
 	// survivors are the two expiring last, and the newest.
 	for _, c := range []struct {
-		i     int
-		first bool
+		i    int
+		free bool
 	}{{0, false}, {1, false}, {9, false}, {2, true}} {
-		ok, err := m.FirstDelivery(ctx, fmt.Sprint("id-", c.i), time.Hour)
+		ok, err := m.Claim(ctx, fmt.Sprint("key-", c.i), "job-2", time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok != c.first {
-			t.Errorf("id-%d first = %v, want %v", c.i, ok, c.first)
+		if ok != c.free {
+			t.Errorf("key-%d free = %v, want %v", c.i, ok, c.free)
 		}
 	}
 	checkMemory(t, m)
@@ -91,7 +92,7 @@ func TestMemorySweep(t *testing.T) {
 	clk := newClock()
 	m := mustMemory(t, MemoryOptions{Now: clk.Now})
 	for i := range 3 * sweepBatch {
-		if _, err := m.FirstDelivery(ctx, fmt.Sprint("id-", i), time.Minute); err != nil {
+		if _, err := m.Claim(ctx, fmt.Sprint("key-", i), "job-1", time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := m.CountRequest(ctx, randomSub(t), "2026-11-27", 3); err != nil {
@@ -99,31 +100,31 @@ func TestMemorySweep(t *testing.T) {
 		}
 	}
 	sub := randomSub(t)
-	if err := m.SetPending(ctx, sub, Pending{Days: 1}, time.Hour); err != nil {
+	if err := m.Ask(ctx, sub, Request{Nonce: "job-1", Days: 1}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(2 * time.Minute)
-	// Each call sweeps a batch of the expired ids, and no more.
+	// Each call sweeps a batch of the expired claims, and no more.
 	before := len(m.m)
-	if _, _, err := m.TakePending(ctx, randomSub(t)); err != nil {
+	if _, err := m.Dialog(ctx, randomSub(t)); err != nil {
 		t.Fatal(err)
 	}
 	if swept := before - len(m.m); swept != sweepBatch {
 		t.Errorf("one call swept %d entries, want %d", swept, sweepBatch)
 	}
 	for range 5 {
-		if _, _, err := m.TakePending(ctx, randomSub(t)); err != nil {
+		if _, err := m.Dialog(ctx, randomSub(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Left: the day counters (48 h) and the pending request.
+	// Left: the day counters (48 h) and the dialogue.
 	if n, want := len(m.m), 3*sweepBatch+1; n != want {
 		t.Errorf("%d entries after the sweep, want %d", n, want)
 	}
 	checkMemory(t, m)
 	clk.Advance(dayCounterTTL)
 	for range 4 * 3 {
-		if _, err := m.CancelPending(ctx, sub); err != nil {
+		if _, err := m.Dialog(ctx, randomSub(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -142,7 +143,7 @@ func TestMemoryForgetIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := m.SetPending(ctx, sub, Pending{Days: 1}, time.Minute); err != nil {
+	if err := m.Ask(ctx, sub, Request{Nonce: "job-1", Days: 1}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := m.CountRequest(ctx, randomSub(t), "2026-11-27", 3); err != nil {
@@ -165,8 +166,8 @@ func TestNewMemoryInvalid(t *testing.T) {
 }
 
 // TestMemoryEntrySize backs MemoryOptions.MaxEntries's documented
-// footprint: the heap a full Memory holds, a third each of deliveries,
-// pending requests and day counters.
+// footprint: the heap a full Memory holds, a third each of claims,
+// dialogues and day counters, with job ids as the gateway makes them.
 func TestMemoryEntrySize(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates")
@@ -178,11 +179,12 @@ func TestMemoryEntrySize(t *testing.T) {
 	m := mustMemory(t, MemoryOptions{})
 	for i := range n {
 		sub := itinerary.Pseudonym{byte(i), byte(i >> 8), byte(i >> 16)}
+		job := fmt.Sprintf("%032x", i)
 		switch i % 3 {
 		case 0:
-			_, _ = m.FirstDelivery(ctx, fmt.Sprint("delivery-", i), time.Hour)
+			_, _ = m.Claim(ctx, fmt.Sprintf("%032x", i), job, time.Hour)
 		case 1:
-			_ = m.SetPending(ctx, sub, Pending{Days: 15}, time.Hour)
+			_ = m.Ask(ctx, sub, Request{Nonce: job, Days: 15}, time.Hour)
 		case 2:
 			_, _, _ = m.CountRequest(ctx, sub, "2026-11-27", 3)
 		}

@@ -2,8 +2,6 @@ package state
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -59,9 +57,6 @@ type RedisOptions struct {
 	// Logger gets a warning when Redis becomes unavailable and a note
 	// when it is back, once per transition. Default zerolog.Nop().
 	Logger *zerolog.Logger
-	// Rand seeds the tokens that make FirstDelivery safe to retry.
-	// Default crypto/rand.Reader.
-	Rand io.Reader
 	// DialTimeout bounds each connection attempt. Default
 	// DefaultDialTimeout (1 s).
 	DialTimeout time.Duration
@@ -92,9 +87,7 @@ type Redis struct {
 	claim       *redis.Script
 	resolve     *redis.Script
 
-	nonce  [8]byte       // this client's part of FirstDelivery tokens
-	seq    atomic.Uint64 // the other part
-	down   atomic.Bool   // the last command failed for want of Redis
+	down   atomic.Bool // the last command failed for want of Redis
 	closed atomic.Bool
 }
 
@@ -141,6 +134,48 @@ if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
 `
 
+// claimScript is SET NX that also succeeds for the key's owner, so that a
+// step repeated after a crash, or go-redis resending the script after a
+// lost reply, finds its own claim. The claim is not extended.
+//
+// KEYS[1] the claim
+// ARGV[1] owner, ARGV[2] TTL in ms
+// returns 1 (taken for owner) or 0
+const claimScript = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+`
+
+// dialogFields are the fields of a dialogue hash, in the order Dialog
+// reads them and resolveScript returns them: st ("p" pending, "d" done),
+// taker (once done), n (the nonce), days, lang (a number).
+var dialogFields = [...]string{"st", "taker", "n", "days", "lang"}
+
+// resolveScript marks a pending request done by ARGV[1] and keeps the
+// record for the TTL; a record already done by ARGV[1] is left as it is,
+// so a resent or repeated Resolve gets the same answer. It returns
+// whether ARGV[1] holds the request, then the record as it was read,
+// which the caller parses (a record that does not parse is corrupt
+// whatever the answer).
+//
+// KEYS[1] the dialogue hash
+// ARGV[1] taker, ARGV[2] TTL in ms
+// returns {1 or 0, st, taker, n, days, lang}, absent fields nil
+const resolveScript = `
+local r = redis.call('HMGET', KEYS[1], 'st', 'taker', 'n', 'days', 'lang')
+local took = 0
+if r[1] == 'p' then
+  redis.call('HSET', KEYS[1], 'st', 'd', 'taker', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  took = 1
+elseif r[1] == 'd' and r[2] == ARGV[1] then
+  took = 1
+end
+table.insert(r, 1, took)
+return r
+`
+
 // NewRedis connects to Redis and pings it. A Redis that does not answer
 // is ErrUnavailable, a bad option ErrInvalid; neither message holds the
 // URL.
@@ -157,9 +192,6 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		spendBudget: redis.NewScript(spendBudgetScript),
 		claim:       redis.NewScript(claimScript),
 		resolve:     redis.NewScript(resolveScript),
-	}
-	if _, err := io.ReadFull(opts.Rand, r.nonce[:]); err != nil {
-		return nil, fmt.Errorf("%w: RedisOptions.Rand: %w", ErrInvalid, quiet{err, "read failed"})
 	}
 	r.rdb = redis.NewClient(ro)
 	if err := r.rdb.Ping(ctx).Err(); err != nil {
@@ -192,9 +224,6 @@ func (o *RedisOptions) client() (*redis.Options, error) {
 	if o.Logger == nil {
 		nop := zerolog.Nop()
 		o.Logger = &nop
-	}
-	if o.Rand == nil {
-		o.Rand = rand.Reader
 	}
 	for _, t := range []struct {
 		name     string
@@ -269,14 +298,14 @@ func (r *Redis) subKey(sub itinerary.Pseudonym, what string) string {
 	return string(b)
 }
 
-func (r *Redis) pendingKey(sub itinerary.Pseudonym) string { return r.subKey(sub, "pending") }
-func (r *Redis) daysKey(sub itinerary.Pseudonym) string    { return r.subKey(sub, "days") }
+func (r *Redis) dialogKey(sub itinerary.Pseudonym) string { return r.subKey(sub, "dialog") }
+func (r *Redis) daysKey(sub itinerary.Pseudonym) string   { return r.subKey(sub, "days") }
 
-// seenKey is "<prefix>:seen:<hex of a hash of id>": the id's own text,
-// built from SMSC fields, never reaches Redis.
-func (r *Redis) seenKey(id string) string {
-	h := seenHash(id)
-	return r.prefix + ":seen:" + hex.EncodeToString(h[:])
+// claimKey is "<prefix>:claim:<hex of a hash of key>": the caller's key
+// never reaches Redis as it is.
+func (r *Redis) claimKey(key string) string {
+	h := claimHash(key)
+	return r.prefix + ":claim:" + hex.EncodeToString(h[:])
 }
 
 // budgetKey is "<prefix>:budget:<per in ms>:<window number>".
@@ -284,83 +313,112 @@ func (r *Redis) budgetKey(perMs, window int64) string {
 	return r.prefix + ":budget:" + strconv.FormatInt(perMs, 10) + ":" + strconv.FormatInt(window, 10)
 }
 
-// token returns a value no other FirstDelivery call, of this client or
-// another, will store.
-func (r *Redis) token() string {
-	var b [16]byte
-	copy(b[:8], r.nonce[:])
-	binary.BigEndian.PutUint64(b[8:], r.seq.Add(1))
-	return string(b[:])
-}
-
-// FirstDelivery reports whether id is seen for the first time within ttl:
-// SET NX with a token unique to the call, returning the previous value
-// (SET ... NX GET, Redis 7). go-redis resends a command whose reply was
-// lost; finding its own token tells the resent SET that the first one
-// took, where a plain SET NX would report a first delivery as a
-// duplicate. (go-redis's AutoPipeline is not used for the same reason:
-// it retries whole batches.)
-func (r *Redis) FirstDelivery(ctx context.Context, id string, ttl time.Duration) (bool, error) {
-	if err := checkTTL(ttl); err != nil {
+// Claim takes key for ttl on behalf of owner (one script): true when key
+// was free or is already owner's. A repeated Claim does not extend the
+// claim.
+func (r *Redis) Claim(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
+	const op = "claim"
+	if err := checkClaim(key, owner, ttl); err != nil {
 		return false, err
 	}
-	return r.firstDelivery(ctx, id, ttl, r.token())
-}
-
-func (r *Redis) firstDelivery(ctx context.Context, id string, ttl time.Duration, token string) (bool, error) {
-	const op = "first delivery"
-	old, err := r.rdb.SetArgs(ctx, r.seenKey(id), token, redis.SetArgs{Mode: "NX", TTL: ttl, Get: true}).Result()
+	n, err := r.claim.Run(ctx, r.rdb, []string{r.claimKey(key)}, owner, ttl.Milliseconds()).Int64()
 	if err := r.check(op, err); err != nil {
 		return false, err
 	}
-	// No previous value: ours is stored.
-	return errors.Is(err, redis.Nil) || old == token, nil
+	return n == 1, nil
 }
 
-// SetPending stores p as sub's pending request for ttl, replacing any
-// previous one.
-func (r *Redis) SetPending(ctx context.Context, sub itinerary.Pseudonym, p Pending, ttl time.Duration) error {
-	const op = "set pending"
-	if err := checkTTL(ttl); err != nil {
+// Ask makes req sub's pending request for ttl, replacing whatever the
+// dialogue held (DEL, HSET and PEXPIRE in one MULTI).
+func (r *Redis) Ask(ctx context.Context, sub itinerary.Pseudonym, req Request, ttl time.Duration) error {
+	const op = "ask"
+	if err := checkAsk(req, ttl); err != nil {
 		return err
 	}
-	b, err := p.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	return r.check(op, r.rdb.Set(ctx, r.pendingKey(sub), b, ttl).Err())
+	k := r.dialogKey(sub)
+	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, k)
+		p.HSet(ctx, k, "st", "p", "n", req.Nonce, "days", req.Days, "lang", int(req.Lang))
+		p.PExpire(ctx, k, ttl)
+		return nil
+	})
+	return r.check(op, err)
 }
 
-// TakePending removes sub's pending request and returns it: GETDEL, so of
-// two instances taking at once only one gets it. A reply lost on the way
-// loses the request too (the resent GETDEL finds nothing): the gateway
-// then answers "nothing to confirm" rather than send twice.
-func (r *Redis) TakePending(ctx context.Context, sub itinerary.Pseudonym) (Pending, bool, error) {
-	const op = "take pending"
-	b, err := r.rdb.GetDel(ctx, r.pendingKey(sub)).Bytes()
+// Dialog returns sub's dialogue (one HMGET).
+func (r *Redis) Dialog(ctx context.Context, sub itinerary.Pseudonym) (Dialog, error) {
+	const op = "dialog"
+	v, err := r.rdb.HMGet(ctx, r.dialogKey(sub), dialogFields[:]...).Result()
 	if err := r.check(op, err); err != nil {
-		return Pending{}, false, err
+		return Dialog{}, err
 	}
-	if errors.Is(err, redis.Nil) {
-		return Pending{}, false, nil
+	d, ok, err := parseDialog(op, v)
+	if err != nil || !ok {
+		return Dialog{}, err
 	}
-	var p Pending
-	if err := p.UnmarshalBinary(b); err != nil {
-		return Pending{}, false, err
-	}
-	return p, true, nil
+	return d.dialog(), nil
 }
 
-// CancelPending removes sub's pending request and reports whether there
-// was one.
-func (r *Redis) CancelPending(ctx context.Context, sub itinerary.Pseudonym) (bool, error) {
-	const op = "cancel pending"
-	n, err := r.rdb.Del(ctx, r.pendingKey(sub)).Result()
-	if err := r.check(op, err); err != nil {
-		return false, err
+// Resolve ends sub's pending request on behalf of taker and returns it;
+// the record of who took it is kept for ttl (one script). Resolving again
+// with the same taker returns the same request; ok is false when nothing
+// is pending and taker did not take it earlier.
+func (r *Redis) Resolve(ctx context.Context, sub itinerary.Pseudonym, taker string, ttl time.Duration) (req Request, ok bool, err error) {
+	const op = "resolve"
+	if err := checkResolve(taker, ttl); err != nil {
+		return Request{}, false, err
 	}
-	return n > 0, nil
+	res, err := r.resolve.Run(ctx, r.rdb, []string{r.dialogKey(sub)}, taker, ttl.Milliseconds()).Slice()
+	if err == nil && len(res) != 1+len(dialogFields) {
+		err = errors.New("unexpected script reply")
+	}
+	if err := r.check(op, err); err != nil {
+		return Request{}, false, err
+	}
+	d, found, err := parseDialog(op, res[1:])
+	if err != nil || !found || res[0] != int64(1) {
+		return Request{}, false, err
+	}
+	return d.req, true, nil
 }
+
+// parseDialog reads a dialogue hash's dialogFields, as HMGET returns
+// them; found is false when the hash does not exist. A record that is not
+// what Ask and Resolve write is ErrCorrupt: the caller cannot tell what
+// the dialogue is.
+func parseDialog(op string, v []any) (d dialogRec, found bool, err error) {
+	var f [len(dialogFields)]string
+	if len(v) != len(f) {
+		return dialogRec{}, false, corruptDialog(op)
+	}
+	for i, x := range v {
+		switch x := x.(type) {
+		case nil:
+		case string:
+			f[i], found = x, true
+		default:
+			return dialogRec{}, false, corruptDialog(op)
+		}
+	}
+	if !found {
+		return dialogRec{}, false, nil
+	}
+	st, taker, nonce := f[0], f[1], f[2]
+	days, err1 := strconv.Atoi(f[3])
+	lang, err2 := strconv.ParseUint(f[4], 10, 8)
+	d = dialogRec{req: Request{Nonce: nonce, Days: days, Lang: itinerary.Lang(lang)}}
+	if st == "d" {
+		d.done, d.taker = true, taker
+	}
+	switch {
+	case st != "p" && st != "d", err1 != nil, err2 != nil, checkRequest(d.req) != nil,
+		d.done && checkID("taker", taker) != nil:
+		return dialogRec{}, false, corruptDialog(op)
+	}
+	return d, true, nil
+}
+
+func corruptDialog(op string) error { return fmt.Errorf("%w: %s: dialogue record", ErrCorrupt, op) }
 
 // CountRequest counts a request of sub on day against the daily limit,
 // in one script (EVALSHA).
@@ -403,13 +461,12 @@ func (r *Redis) AllowGlobal(ctx context.Context, limit int, per time.Duration) (
 	return n <= int64(limit), nil
 }
 
-// Forget removes everything held about sub: its pending request and its
-// day counters, in one DEL (the keys share a hash tag, hence a slot).
-// Delivery ids seen are not removed: they are hashes, unreadable without
-// the id, and expire with their TTL.
+// Forget removes everything held about sub: its dialogue and its day
+// counters, in one DEL (the keys share a hash tag, hence a slot). Claims
+// are not removed: see the package documentation.
 func (r *Redis) Forget(ctx context.Context, sub itinerary.Pseudonym) error {
 	const op = "forget"
-	return r.check(op, r.rdb.Del(ctx, r.pendingKey(sub), r.daysKey(sub), r.dialogKey(sub)).Err())
+	return r.check(op, r.rdb.Del(ctx, r.dialogKey(sub), r.daysKey(sub)).Err())
 }
 
 // Close closes the connections; every later call returns ErrClosed (from
@@ -427,8 +484,9 @@ func (r *Redis) Close() error {
 
 // check turns the error of a go-redis command into this package's: nil
 // when Redis answered (redis.Nil, "no such key", included), ErrClosed
-// after Close, else ErrUnavailable. It logs the first failure after a
-// success, and the first success after a failure.
+// after Close, ErrCorrupt when one of our keys holds another type, else
+// ErrUnavailable. It logs the first failure after a success, and the
+// first success after a failure.
 func (r *Redis) check(op string, err error) error {
 	if err == nil || errors.Is(err, redis.Nil) {
 		r.up()
@@ -436,6 +494,12 @@ func (r *Redis) check(op string, err error) error {
 	}
 	if errors.Is(err, redis.ErrClosed) && r.closed.Load() {
 		return fmt.Errorf("%w: %s", ErrClosed, op)
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && errorCode(rerr.Error()) == "WRONGTYPE" {
+		// Redis answered; the key holds what this package never writes.
+		r.up()
+		return fmt.Errorf("%w: %s: %w", ErrCorrupt, op, quiet{err, "wrong type"})
 	}
 	cause := describe(err)
 	// A cancelled context says nothing about Redis.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/roamtrail/roamtrail/itinerary"
 )
 
 func TestRedisKeys(t *testing.T) {
@@ -31,11 +34,12 @@ func TestRedisKeys(t *testing.T) {
 	r := mustRedis(t, RedisOptions{Prefix: prefix, Now: clk.Now})
 	sub := randomSub(t)
 	h := hex.EncodeToString(sub[:])
+	const job = "0187a1b2c3d4e5f60718293a4b5c6d7e"
 
-	if _, err := r.FirstDelivery(ctx, "+8613800138000/42", time.Hour); err != nil {
+	if _, err := r.Claim(ctx, "+8613800138000/42", job, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.SetPending(ctx, sub, Pending{Days: 15}, 10*time.Minute); err != nil {
+	if err := r.Ask(ctx, sub, Request{Nonce: job, Days: 15, Lang: itinerary.English}, 10*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	for _, day := range []string{"2026-11-25", "2026-11-26", "2026-11-27", "2026-11-27"} {
@@ -51,9 +55,9 @@ func TestRedisKeys(t *testing.T) {
 	slices.Sort(keys)
 	want := []*regexp.Regexp{ // in byte order
 		regexp.MustCompile(`^` + prefix + `:budget:60000:[0-9]+$`),
-		regexp.MustCompile(`^` + prefix + `:seen:[0-9a-f]{32}$`),
+		regexp.MustCompile(`^` + prefix + `:claim:[0-9a-f]{32}$`),
 		regexp.MustCompile(`^` + prefix + `:\{` + h + `\}:days$`),
-		regexp.MustCompile(`^` + prefix + `:\{` + h + `\}:pending$`),
+		regexp.MustCompile(`^` + prefix + `:\{` + h + `\}:dialog$`),
 	}
 	if len(keys) != len(want) {
 		t.Fatalf("keys %q, want %d", keys, len(want))
@@ -66,34 +70,45 @@ func TestRedisKeys(t *testing.T) {
 			t.Errorf("key %q holds the number", k)
 		}
 	}
+	budget, claim, days, dialog := keys[0], keys[1], keys[2], keys[3]
 
 	// TTLs: the server's view.
-	for _, c2 := range []struct {
-		key      string
-		min, max time.Duration
-	}{
-		{keys[0], time.Minute, 2 * time.Minute},
-		{keys[1], 59 * time.Minute, time.Hour},
-		{keys[2], dayCounterTTL - time.Minute, dayCounterTTL},
-		{keys[3], 9 * time.Minute, 10 * time.Minute},
-	} {
-		ttl, err := c.PTTL(ctx, c2.key).Result()
+	wantTTL := func(key string, min, max time.Duration) {
+		t.Helper()
+		ttl, err := c.PTTL(ctx, key).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ttl < c2.min || ttl > c2.max {
-			t.Errorf("%s: TTL %v, want %v to %v", c2.key, ttl, c2.min, c2.max)
+		if ttl < min || ttl > max {
+			t.Errorf("%s: TTL %v, want %v to %v", key, ttl, min, max)
 		}
 	}
+	wantTTL(budget, time.Minute, 2*time.Minute)
+	wantTTL(claim, 59*time.Minute, time.Hour)
+	wantTTL(days, dayCounterTTL-time.Minute, dayCounterTTL)
+	wantTTL(dialog, 9*time.Minute, 10*time.Minute)
 
+	if v, err := c.Get(ctx, claim).Result(); err != nil || v != job {
+		t.Errorf("claim holds %q, %v; want the owner", v, err)
+	}
+	wantHash := func(key string, want map[string]string) {
+		t.Helper()
+		fields, err := c.HGetAll(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !mapsEqual(fields, want) {
+			t.Errorf("%s: %v, want %v", key, fields, want)
+		}
+	}
 	// The days hash kept yesterday and today only.
-	fields, err := c.HGetAll(ctx, keys[2]).Result()
-	if err != nil {
+	wantHash(days, map[string]string{"2026-11-26": "1", "2026-11-27": "2", "2026-11-27!": "1"})
+	wantHash(dialog, map[string]string{"st": "p", "n": job, "days": "15", "lang": "1"})
+	if _, _, err := r.Resolve(ctx, sub, "taker", 5*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]string{"2026-11-26": "1", "2026-11-27": "2", "2026-11-27!": "1"}; !mapsEqual(fields, want) {
-		t.Errorf("days hash %v, want %v", fields, want)
-	}
+	wantHash(dialog, map[string]string{"st": "d", "n": job, "days": "15", "lang": "1", "taker": "taker"})
+	wantTTL(dialog, 4*time.Minute, 5*time.Minute)
 
 	if err := r.Forget(ctx, sub); err != nil {
 		t.Fatal(err)
@@ -117,54 +132,93 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
-// TestRedisFirstDeliveryResent plays go-redis resending a SET whose reply
-// was lost: the same token finds itself and still reports a first
-// delivery; another call's token does not.
-func TestRedisFirstDeliveryResent(t *testing.T) {
+// TestRedisCorrupt: records this package does not write are ErrCorrupt,
+// whoever reads them, and Ask replaces them.
+func TestRedisCorrupt(t *testing.T) {
 	c := mustReachRedis(t)
 	r := mustRedis(t, RedisOptions{Prefix: testPrefix(t, c)})
-	tok := r.token()
-	for i, want := range []bool{true, true} {
-		ok, err := r.firstDelivery(ctx, "id", time.Minute, tok)
-		if err != nil {
+	good := map[string]any{"st": "p", "n": "job-1", "days": "15", "lang": "0"}
+	with := func(kv ...string) map[string]any {
+		m := maps.Clone(good)
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == "-" {
+				delete(m, kv[i])
+			} else {
+				m[kv[i]] = kv[i+1]
+			}
+		}
+		return m
+	}
+	for name, fields := range map[string]map[string]any{
+		"state unknown":    with("st", "x"),
+		"state missing":    with("st", "-"),
+		"nonce missing":    with("n", "-"),
+		"nonce long":       with("n", strings.Repeat("j", maxID+1)),
+		"days missing":     with("days", "-"),
+		"days not number":  with("days", "fifteen"),
+		"days zero":        with("days", "0"),
+		"lang missing":     with("lang", "-"),
+		"lang over a byte": with("lang", "256"),
+		"lang negative":    with("lang", "-1"),
+		"done no taker":    with("st", "d"),
+		"done no nonce":    with("st", "d", "taker", "job-2", "n", "-"),
+		"wrong type":       nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			sub := randomSub(t)
+			k := r.dialogKey(sub)
+			var err error
+			if fields == nil {
+				err = c.Set(ctx, k, "garbage", time.Minute).Err()
+			} else {
+				err = c.HSet(ctx, k, fields).Err()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for op, call := range map[string]func() error{
+				"Dialog":  func() error { _, err := r.Dialog(ctx, sub); return err },
+				"Resolve": func() error { _, _, err := r.Resolve(ctx, sub, "job-2", time.Minute); return err },
+			} {
+				err := call()
+				if !errors.Is(err, ErrCorrupt) {
+					t.Errorf("%s: %v, want ErrCorrupt", op, err)
+					continue
+				}
+				checkErrText(t, err)
+			}
+			req := Request{Nonce: "job-3", Days: 30}
+			if err := r.Ask(ctx, sub, req, time.Minute); err != nil {
+				t.Fatalf("Ask over a corrupt record: %v", err)
+			}
+			if d, err := r.Dialog(ctx, sub); err != nil || d.Pending == nil || *d.Pending != req {
+				t.Errorf("Dialog after Ask: %s, %v", showDialog(d), err)
+			}
+		})
+	}
+	t.Run("claim wrong type", func(t *testing.T) {
+		if err := c.HSet(ctx, r.claimKey("k"), "x", "y").Err(); err != nil {
 			t.Fatal(err)
 		}
-		if ok != want {
-			t.Errorf("attempt %d with the same token: %v, want %v", i+1, ok, want)
+		_, err := r.Claim(ctx, "k", "job-1", time.Minute)
+		if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("Claim: %v, want ErrCorrupt", err)
 		}
-	}
-	if ok, err := r.firstDelivery(ctx, "id", time.Minute, r.token()); err != nil || ok {
-		t.Errorf("another call: %v, %v; want a duplicate", ok, err)
-	}
-}
-
-func TestRedisCorruptPending(t *testing.T) {
-	c := mustReachRedis(t)
-	r := mustRedis(t, RedisOptions{Prefix: testPrefix(t, c)})
-	sub := randomSub(t)
-	if err := c.Set(ctx, r.pendingKey(sub), "garbage", time.Minute).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := r.TakePending(ctx, sub); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("TakePending of garbage: %v, want ErrCorrupt", err)
-	}
-	if n, _ := c.Exists(ctx, r.pendingKey(sub)).Result(); n != 0 {
-		t.Error("corrupt request left behind")
-	}
+		checkErrText(t, err)
+	})
 }
 
 func TestNewRedisInvalid(t *testing.T) {
 	for name, o := range map[string]RedisOptions{
-		"no URL":              {},
-		"URL scheme":          {URL: "http://user:s3cret@127.0.0.1:6379/0"},
-		"URL db":              {URL: "redis://user:s3cret@127.0.0.1:6379/zero"},
-		"prefix brace":        {URL: redisURL(), Prefix: "rt{x}"},
-		"prefix space":        {URL: redisURL(), Prefix: "r t"},
-		"prefix long":         {URL: redisURL(), Prefix: strings.Repeat("r", 65)},
-		"negative timeout":    {URL: redisURL(), ReadTimeout: -1},
-		"negative retries":    {URL: redisURL(), MaxRetries: -2},
-		"negative pool":       {URL: redisURL(), PoolSize: -1},
-		"Rand short of bytes": {URL: redisURL(), Rand: bytes.NewReader(nil)},
+		"no URL":           {},
+		"URL scheme":       {URL: "http://user:s3cret@127.0.0.1:6379/0"},
+		"URL db":           {URL: "redis://user:s3cret@127.0.0.1:6379/zero"},
+		"prefix brace":     {URL: redisURL(), Prefix: "rt{x}"},
+		"prefix space":     {URL: redisURL(), Prefix: "r t"},
+		"prefix long":      {URL: redisURL(), Prefix: strings.Repeat("r", 65)},
+		"negative timeout": {URL: redisURL(), ReadTimeout: -1},
+		"negative retries": {URL: redisURL(), MaxRetries: -2},
+		"negative pool":    {URL: redisURL(), PoolSize: -1},
 	} {
 		_, err := NewRedis(ctx, o)
 		if !errors.Is(err, ErrInvalid) {
@@ -384,19 +438,20 @@ func TestRedisGoesAway(t *testing.T) {
 		Logger: &logger,
 	})
 	sub := randomSub(t)
-	if err := r.SetPending(ctx, sub, Pending{Days: 15}, time.Minute); err != nil {
+	req := Request{Nonce: "job-1", Days: 15}
+	if err := r.Ask(ctx, sub, req, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 
 	p.setCut(true)
 	for name, call := range map[string]func() error{
-		"FirstDelivery": func() error { _, err := r.FirstDelivery(ctx, "x", time.Minute); return err },
-		"SetPending":    func() error { return r.SetPending(ctx, sub, Pending{}, time.Minute) },
-		"TakePending":   func() error { _, _, err := r.TakePending(ctx, sub); return err },
-		"CancelPending": func() error { _, err := r.CancelPending(ctx, sub); return err },
-		"CountRequest":  func() error { _, _, err := r.CountRequest(ctx, sub, "2026-11-27", 3); return err },
-		"AllowGlobal":   func() error { _, err := r.AllowGlobal(ctx, 3, time.Minute); return err },
-		"Forget":        func() error { return r.Forget(ctx, sub) },
+		"Claim":        func() error { _, err := r.Claim(ctx, "x", "job-2", time.Minute); return err },
+		"Ask":          func() error { return r.Ask(ctx, sub, Request{Nonce: "job-2", Days: 30}, time.Minute) },
+		"Dialog":       func() error { _, err := r.Dialog(ctx, sub); return err },
+		"Resolve":      func() error { _, _, err := r.Resolve(ctx, sub, "job-2", time.Minute); return err },
+		"CountRequest": func() error { _, _, err := r.CountRequest(ctx, sub, "2026-11-27", 3); return err },
+		"AllowGlobal":  func() error { _, err := r.AllowGlobal(ctx, 3, time.Minute); return err },
+		"Forget":       func() error { return r.Forget(ctx, sub) },
 	} {
 		start := time.Now()
 		err := call()
@@ -411,9 +466,9 @@ func TestRedisGoesAway(t *testing.T) {
 	}
 
 	p.setCut(false)
-	got, ok, err := r.TakePending(ctx, sub)
-	if err != nil || !ok || got.Days != 15 {
-		t.Fatalf("TakePending with Redis back: %+v, %v, %v", got, ok, err)
+	got, ok, err := r.Resolve(ctx, sub, "job-3", time.Minute)
+	if err != nil || !ok || got != req {
+		t.Fatalf("Resolve with Redis back: %+v, %v, %v", got, ok, err)
 	}
 
 	// One warning when Redis went, one note when it came back.
@@ -474,26 +529,52 @@ func TestDescribe(t *testing.T) {
 	}
 }
 
-// TestRedisFirstDeliveryReplyLost loses the reply to FirstDelivery's SET
-// after Redis stored the key: go-redis resends it on a new connection,
-// and the delivery must still count as the first.
-func TestRedisFirstDeliveryReplyLost(t *testing.T) {
+// TestRedisReplyLost loses the reply to a script after Redis ran it:
+// go-redis resends it on a new connection, and the resent script must
+// give the first run's answer, not the answer to a stranger.
+func TestRedisReplyLost(t *testing.T) {
 	c := mustReachRedis(t)
 	o, _ := redis.ParseURL(redisURL())
 	p := newProxy(t, o.Addr)
 	r := mustRedis(t, RedisOptions{URL: viaProxy(o, p.l.Addr().String()), Prefix: testPrefix(t, c)})
-	p.dropReply.Store(true)
-	ok, err := r.FirstDelivery(ctx, "id", time.Minute)
-	if err != nil {
-		t.Fatalf("FirstDelivery: %v", err)
+	sub := randomSub(t)
+	req := Request{Nonce: "job-1", Days: 15}
+	if err := r.Ask(ctx, sub, req, time.Minute); err != nil {
+		t.Fatal(err)
 	}
-	if p.dropReply.Load() {
-		t.Fatal("no reply was dropped")
+	// Load the scripts first: a lost NOSCRIPT reply would prove nothing.
+	if _, err := r.Claim(ctx, "warm", "job-0", time.Minute); err != nil {
+		t.Fatal(err)
 	}
-	if !ok {
-		t.Error("a first delivery whose reply was lost counted as a duplicate")
+	if _, _, err := r.Resolve(ctx, randomSub(t), "job-0", time.Minute); err != nil {
+		t.Fatal(err)
 	}
-	if ok, err := r.FirstDelivery(ctx, "id", time.Minute); err != nil || ok {
-		t.Errorf("redelivery: %v, %v; want a duplicate", ok, err)
+	for _, tc := range []struct {
+		name string
+		call func(owner string) (bool, error)
+	}{
+		{"Claim", func(owner string) (bool, error) { return r.Claim(ctx, "key", owner, time.Minute) }},
+		{"Resolve", func(owner string) (bool, error) {
+			got, ok, err := r.Resolve(ctx, sub, owner, time.Minute)
+			if ok && got != req {
+				t.Errorf("Resolve = %+v, want %+v", got, req)
+			}
+			return ok, err
+		}},
+	} {
+		p.dropReply.Store(true)
+		ok, err := tc.call("job-2")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if p.dropReply.Load() {
+			t.Fatalf("%s: no reply was dropped", tc.name)
+		}
+		if !ok {
+			t.Errorf("%s: a call whose reply was lost was refused when resent", tc.name)
+		}
+		if ok, err := tc.call("job-3"); err != nil || ok {
+			t.Errorf("%s by another owner after it: %v, %v; want refused", tc.name, ok, err)
+		}
 	}
 }
