@@ -266,6 +266,11 @@ func testAskReplaces(e env) {
 	e.wantDialog(e.s, sub, pending(third))
 	e.wantResolve(e.s, sub, "job-5", time.Minute, third, true)
 	e.wantDialog(e.s, sub, done(third))
+	// Asking again for a request already answered (its job repeated after
+	// a crash) must not bring it back.
+	e.ask(sub, third, time.Minute)
+	e.wantDialog(e.peer, sub, done(third))
+	e.wantResolve(e.peer, sub, "job-5", time.Minute, third, true)
 }
 
 func testPendingExpires(e env) {

@@ -204,6 +204,9 @@ func (m *Memory) Ask(ctx context.Context, sub itinerary.Pseudonym, req Request, 
 	defer m.mu.Unlock()
 	k := memKey{kind: kindDialog, id: sub}
 	e := m.get(k, now)
+	if e != nil && e.dialog != nil && e.dialog.done && e.dialog.req.Nonce == req.Nonce {
+		return nil // a repeat of a request already answered: keep the answer
+	}
 	if e == nil {
 		e = m.insert(k, now.Add(ttl))
 	} else {

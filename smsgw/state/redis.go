@@ -86,6 +86,7 @@ type Redis struct {
 	spendBudget *redis.Script
 	claim       *redis.Script
 	resolve     *redis.Script
+	ask         *redis.Script
 
 	down   atomic.Bool // the last command failed for want of Redis
 	closed atomic.Bool
@@ -192,6 +193,7 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		spendBudget: redis.NewScript(spendBudgetScript),
 		claim:       redis.NewScript(claimScript),
 		resolve:     redis.NewScript(resolveScript),
+		ask:         redis.NewScript(askScript),
 	}
 	r.rdb = redis.NewClient(ro)
 	if err := r.rdb.Ping(ctx).Err(); err != nil {
@@ -335,15 +337,25 @@ func (r *Redis) Ask(ctx context.Context, sub itinerary.Pseudonym, req Request, t
 	if err := checkAsk(req, ttl); err != nil {
 		return err
 	}
-	k := r.dialogKey(sub)
-	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, k)
-		p.HSet(ctx, k, "st", "p", "n", req.Nonce, "days", req.Days, "lang", int(req.Lang))
-		p.PExpire(ctx, k, ttl)
-		return nil
-	})
+	err := r.ask.Run(ctx, r.rdb, []string{r.dialogKey(sub)}, req.Nonce, req.Days, int(req.Lang), ttl.Milliseconds()).Err()
 	return r.check(op, err)
 }
+
+// askScript replaces the dialogue with a pending request, unless the
+// dialogue already holds that very request answered: a job repeated after
+// a crash must not bring back a request its subscriber already confirmed.
+//
+// KEYS[1] the dialogue hash; ARGV nonce, days, lang, TTL in ms.
+const askScript = `
+if redis.call('TYPE', KEYS[1]).ok == 'hash'
+  and redis.call('HGET', KEYS[1], 'st') == 'd' and redis.call('HGET', KEYS[1], 'n') == ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'st', 'p', 'n', ARGV[1], 'days', ARGV[2], 'lang', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+`
 
 // Dialog returns sub's dialogue (one HMGET).
 func (r *Redis) Dialog(ctx context.Context, sub itinerary.Pseudonym) (Dialog, error) {
