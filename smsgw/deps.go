@@ -25,6 +25,8 @@ type Jobs interface {
 	PutJob(ctx context.Context, id, value []byte) error
 	DeleteJob(ctx context.Context, id []byte) error
 	Jobs(ctx context.Context, fn func(id, value []byte) error) error
+	// SyncJobs makes earlier writes durable; DeleteJob need not.
+	SyncJobs(ctx context.Context) error
 }
 
 // Sender submits replies (smpp.Session).

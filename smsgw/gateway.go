@@ -184,6 +184,8 @@ type Gateway struct {
 	running atomic.Bool
 
 	stateDownUntil atomic.Int64 // unix nanos: refuse MOs while the state store is failing
+	unsynced       atomic.Bool  // a job delete awaits an fsync
+	numbers        *msisdn.Parser
 }
 
 // New returns a Gateway.
@@ -195,7 +197,7 @@ func New(opts Options, deps Deps) (*Gateway, error) {
 	if deps.Itineraries == nil || deps.Jobs == nil || deps.State == nil || deps.Sender == nil || deps.Pseudonyms == nil || deps.Sealer == nil {
 		return nil, fmt.Errorf("%w: every dependency is required", ErrOptions)
 	}
-	g := &Gateway{opts: o, deps: deps, log: o.Logger.With().Str("component", "gateway").Logger(), m: newMetrics(o.Registerer), timers: make(map[*time.Timer]struct{})}
+	g := &Gateway{opts: o, deps: deps, log: o.Logger.With().Str("component", "gateway").Logger(), m: newMetrics(o.Registerer), timers: make(map[*time.Timer]struct{}), numbers: msisdn.NewParser(0)}
 	g.cond = sync.NewCond(&g.mu)
 	return g, nil
 }
@@ -218,7 +220,7 @@ func (g *Gateway) Handle(ctx context.Context, d *smpp.Deliver) smpp.Status {
 		g.m.receipts.WithLabelValues(state).Inc()
 		return smpp.StatusOK
 	}
-	n, err := msisdn.Parse(d.Source.Addr)
+	n, err := g.numbers.Parse(d.Source.Addr)
 	if err != nil {
 		// Nobody to answer: acknowledge so the SMSC does not redeliver
 		// forever, and count it.
@@ -337,6 +339,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	for range g.opts.Workers {
 		g.workers.Go(func() { g.work(wctx) })
 	}
+	workersDone := make(chan struct{})
+	var syncer sync.WaitGroup
+	syncer.Go(func() { g.syncLoop(wctx, workersDone) })
+	defer func() { close(workersDone); syncer.Wait() }()
 	stop := context.AfterFunc(ctx, func() {
 		g.mu.Lock()
 		g.closing = true
@@ -388,6 +394,33 @@ func (g *Gateway) work(ctx context.Context) {
 	}
 }
 
+// syncLoop makes finished jobs' deletes durable. They are not synced one
+// by one (see store.DeleteJob): under load the next MO's synced write
+// covers them; when traffic stops, this does within syncEvery.
+func (g *Gateway) syncLoop(ctx context.Context, stop <-chan struct{}) {
+	t := time.NewTicker(syncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			g.syncJobs(ctx)
+			return
+		case <-t.C:
+			g.syncJobs(ctx)
+		}
+	}
+}
+
+const syncEvery = 100 * time.Millisecond
+
+func (g *Gateway) syncJobs(ctx context.Context) {
+	if g.unsynced.Swap(false) {
+		if err := g.deps.Jobs.SyncJobs(ctx); err != nil {
+			g.log.Error().Err(err).Msg("cannot sync finished jobs")
+		}
+	}
+}
+
 // retryable marks errors after which a job is tried again later.
 type retryable struct{ err error }
 
@@ -426,6 +459,7 @@ func (g *Gateway) process(ctx context.Context, j *job) {
 	if derr := g.deps.Jobs.DeleteJob(ctx, []byte(j.ID)); derr != nil {
 		log.Error().Err(derr).Msg("cannot delete a finished job")
 	}
+	g.unsynced.Store(true)
 	g.mu.Lock()
 	g.backlog--
 	g.m.backlog.Set(float64(g.backlog))
@@ -510,11 +544,10 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 				// A Y with nothing pending reveals nothing.
 				return g.reply(ctx, j, "nothing_pending", nothingPendingText(j.Cmd.Lang))
 			}
+			// Not saved: a retry, even after a crash, resolves again as
+			// the same taker and gets the same request back.
 			p = &rp
 			j.Resolved = p
-			if err := g.put(ctx, j); err != nil {
-				return retryable{err}
-			}
 		}
 		if j.Cmd.Kind == KindCancel {
 			return g.reply(ctx, j, "cancelled", cancelledText(p.Lang))
