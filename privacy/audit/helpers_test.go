@@ -1,7 +1,6 @@
 package audit_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -213,5 +212,3 @@ func appendFile(tb testing.TB, path string, data []byte) {
 		tb.Fatal(err)
 	}
 }
-
-var _ = bytes.Equal
