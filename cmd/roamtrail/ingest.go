@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
@@ -62,7 +63,11 @@ func (e *env) ingestCommand() *cli.Command {
 					progressbar.OptionThrottle(100_000_000),
 					progressbar.OptionClearOnFinish(),
 				)
-				opts.Progress = func(rows, bytes int64) { bar.Set64(bytes); bar.Describe(fmt.Sprintf("ingest %d rows", rows)) }
+				start := time.Now()
+				opts.Progress = func(rows, bytes int64) {
+					bar.Set64(bytes)
+					bar.Describe(fmt.Sprintf("ingest %d rows, %.0f rows/s", rows, float64(rows)/max(time.Since(start).Seconds(), 1e-3)))
+				}
 				defer bar.Finish()
 			}
 			sum, err := feed.Ingest(c.Context, in, svc.catalog, svc.ps, svc.db, opts)
