@@ -28,9 +28,9 @@ import (
 
 func (e *env) benchCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "bench",
-		Usage:     "generate a population, ingest it into a fresh store and measure ingest, lookups, disk and purge",
-		ArgsUsage: " ",
+		Name:        "bench",
+		Usage:       "generate a population, ingest it into a fresh store and measure ingest, lookups, disk and purge",
+		ArgsUsage:   " ",
 		Subcommands: []*cli.Command{e.benchSMSCommand()},
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "subscribers", Value: 100_000, Usage: "population size"},

@@ -279,4 +279,3 @@ func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, scr
 	}
 	return s
 }
-
