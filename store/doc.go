@@ -15,6 +15,8 @@
 //	v | day (uint16 BE, days since 1970 in the store's time zone) | pseudonym (16 bytes)
 //	  -> the day's visits, 7 bytes each: region (20 bits) | first (18) | last (18)
 //	m | name -> metadata (format, time zone, key fingerprint, purge mark, ingest offsets)
+//	j | id -> a queued MO (jobs.go)
+//	c | key -> a staff one-time code record, opaque (codes.go)
 //
 // Day first is chosen for retention: everything that expires on a day is one
 // contiguous key range, so a purge is one DeleteRange plus a compaction of
