@@ -213,11 +213,7 @@ const (
 // synced write: the work happens on the gateway's workers.
 func (g *Gateway) Handle(ctx context.Context, d *smpp.Deliver) smpp.Status {
 	if d.IsReceipt() {
-		state := "unknown"
-		if d.Receipt.State != "" {
-			state = d.Receipt.State
-		}
-		g.m.receipts.WithLabelValues(state).Inc()
+		g.m.receipts.WithLabelValues(receiptState(d.Receipt)).Inc()
 		return smpp.StatusOK
 	}
 	n, err := g.numbers.Parse(d.Source.Addr)
@@ -256,6 +252,17 @@ func (g *Gateway) Handle(ctx context.Context, d *smpp.Deliver) smpp.Status {
 	g.m.mo.WithLabelValues(cmd.Kind.String()).Inc()
 	g.enqueue(j, true)
 	return smpp.StatusOK
+}
+
+// receiptState is a receipt's state as a metric label: one of the eight
+// SMPP message states, else "unknown". A receipt's text is the SMSC's to
+// write, and every label value is a time series of its own.
+func receiptState(r *smpp.Receipt) string {
+	switch r.State {
+	case "ENROUTE", "DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD":
+		return r.State
+	}
+	return "unknown"
 }
 
 // refuse says why an MO cannot be taken now, or "".
