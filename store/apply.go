@@ -30,10 +30,11 @@ type Checkpoint struct {
 
 // ApplyStats counts what Apply did with a batch.
 type ApplyStats struct {
-	Accepted int // sightings inside retention (new or already known)
-	TooOld   int // before the retention window: dropped
-	Future   int // more than a day ahead of the clock: dropped
-	Written  int // subscriber-days whose stored value changed
+	Accepted  int // sightings inside retention (new or already known)
+	TooOld    int // before the retention window: dropped
+	Future    int // more than a day ahead of the clock: dropped
+	NoConsent int // of a subscriber who opted out, or not in, or from before that (Options.Collect): dropped
+	Written   int // subscriber-days whose stored value changed
 }
 
 // Add sums s and o.
@@ -41,6 +42,7 @@ func (s *ApplyStats) Add(o ApplyStats) {
 	s.Accepted += o.Accepted
 	s.TooOld += o.TooOld
 	s.Future += o.Future
+	s.NoConsent += o.NoConsent
 	s.Written += o.Written
 }
 
@@ -56,32 +58,16 @@ type subDay struct {
 // Apply adds a batch of sightings, and the checkpoint if not nil, in one
 // atomic, synced write: when Apply returns nil the batch survives a crash.
 // Applying a sighting again changes nothing. Sightings may come in any
-// order.
+// order. Sightings the subscriber's consent does not cover are dropped
+// (Options.Collect, OptOut, OptIn, Reassigned).
 func (db *DB) Apply(ctx context.Context, batch []Sighting, cp *Checkpoint) (ApplyStats, error) {
-	var st ApplyStats
-	now := db.opts.Now()
-	cutoff := db.cutoff()
-	latest := now.Add(maxFuture)
-	days := dayCalc{loc: db.opts.Location}
-
 	// Fold the batch into subscriber-days before touching the store: a day
-	// of a subscriber's events becomes one write.
-	groups := make(map[subDay][]dayVisit, len(batch)/2)
-	for i := range batch {
-		s := &batch[i]
-		if s.Time.After(latest) {
-			st.Future++
-			continue
-		}
-		day, sec := days.of(s.Time)
-		if day < cutoff || day > maxDay {
-			st.TooOld++
-			continue
-		}
-		st.Accepted++
-		k := subDay{s.Sub, day}
-		groups[k] = mergeVisit(groups[k], dayVisit{region: s.Region, first: sec, last: sec})
-	}
+	// of a subscriber's events becomes one write. The fold runs outside
+	// writeMu; if consent changed meanwhile it is done again under writeMu,
+	// where it cannot change, so that no event an opt-out (or a
+	// reassignment) excludes is written after it.
+	gen := db.consentGen.Load()
+	groups, st := db.fold(batch)
 	if err := ctx.Err(); err != nil {
 		return ApplyStats{}, err
 	}
@@ -90,6 +76,9 @@ func (db *DB) Apply(ctx context.Context, batch []Sighting, cp *Checkpoint) (Appl
 	defer db.writeMu.Unlock()
 	if db.closed {
 		return ApplyStats{}, ErrClosed
+	}
+	if db.consentGen.Load() != gen {
+		groups, st = db.fold(batch)
 	}
 	b := db.pdb.NewBatch()
 	defer b.Close()
@@ -146,6 +135,67 @@ func (db *DB) Apply(ctx context.Context, batch []Sighting, cp *Checkpoint) (Appl
 	}
 	st.Written = len(updates)
 	return st, nil
+}
+
+// fold groups batch into subscriber-days, dropping and counting what is
+// out of range or not consented to.
+func (db *DB) fold(batch []Sighting) (map[subDay][]dayVisit, ApplyStats) {
+	var st ApplyStats
+	now := db.opts.Now()
+	cutoff := db.cutoff()
+	latest := now.Add(maxFuture)
+	days := dayCalc{loc: db.opts.Location}
+	consent := consentCheck{m: db.mem, collect: db.opts.Collect}
+	groups := make(map[subDay][]dayVisit, len(batch)/2)
+	for i := range batch {
+		s := &batch[i]
+		if s.Time.After(latest) {
+			st.Future++
+			continue
+		}
+		day, sec := days.of(s.Time)
+		if day < cutoff || day > maxDay {
+			st.TooOld++
+			continue
+		}
+		if !consent.keeps(s.Sub, s.Time.Unix()) {
+			st.NoConsent++
+			continue
+		}
+		st.Accepted++
+		k := subDay{s.Sub, day}
+		groups[k] = mergeVisit(groups[k], dayVisit{region: s.Region, first: sec, last: sec})
+	}
+	return groups, st
+}
+
+// consentCheck looks up subscribers' consent for the fold, remembering the
+// last one: a feed often brings a subscriber's events together. With no
+// consent record at all and CollectAll it costs one branch an event.
+type consentCheck struct {
+	m       *memIndex
+	collect Collect
+	any     int8 // 0 unknown, 1 yes, -1 no consent record at all
+	last    itinerary.Pseudonym
+	rec     consentRec
+	valid   bool
+}
+
+func (c *consentCheck) keeps(sub itinerary.Pseudonym, u int64) bool {
+	if c.any == 0 {
+		c.any = -1
+		if c.m.consents.Load() > 0 {
+			c.any = 1
+		}
+	}
+	if c.any < 0 {
+		return c.collect == CollectAll
+	}
+	if !c.valid || sub != c.last {
+		c.rec, _ = c.m.consentOf(sub)
+		c.last, c.valid = sub, true
+	}
+	return c.rec.keeps(u, c.collect)
 }
 
 // mergeVisit folds v into vs: the same region widens its span, a new region

@@ -15,6 +15,8 @@
 //	v | day (uint16 BE, days since 1970 in the store's time zone) | pseudonym (16 bytes)
 //	  -> the day's visits, 7 bytes each: region (20 bits) | first (18) | last (18)
 //	m | name -> metadata (format, time zone, key fingerprint, purge mark, ingest offsets)
+//	s | pseudonym -> consent: opted out since, opted in since, reassigned at (consent.go)
+//	j | id -> a queued gateway job, sealed (jobs.go)
 //	j | id -> a queued MO (jobs.go)
 //	c | key -> a staff one-time code record, opaque (codes.go)
 //
@@ -47,9 +49,23 @@
 // A province-sized node sizes its memory for that; the nation partitions
 // subscribers across nodes.
 //
+// # Consent
+//
+// A subscriber may opt out (OptOut: their visits are erased in the same
+// synced batch that records it), opt in again (OptIn), and a number may
+// pass to a new holder (Reassigned: what came before is erased and never
+// returned). Options.Collect chooses whether subscribers who never chose
+// are recorded (CollectAll) or not (CollectOptedIn). Apply checks every
+// event against the subscriber's record, so the records are held in memory
+// in the index's shards, loaded at Open: with no record at all the check is
+// one branch an event; otherwise one map lookup per subscriber of a batch,
+// measured by BenchmarkFoldConsent at roughly 50-70 ns an event on this
+// machine with a million records, against about 600 ns an event for a
+// whole synced Apply.
+//
 // # Writes
 //
-// All writes (Apply, Erase, Purge) are serialised: each computes the new
+// All writes (Apply, Erase, Purge, and the consent changes) are serialised: each computes the new
 // value of a subscriber-day from the index, commits a Pebble batch, then
 // updates the index. Readers never wait for Pebble. Apply commits with fsync
 // before returning: a batch it acknowledged survives kill -9, and the batch

@@ -11,7 +11,9 @@ import (
 
 // Erase removes every visit of sub, at once: it is gone from lookups when
 // Erase returns, and from disk when compaction next passes the erased keys,
-// at the latest when Purge compacts the days they fall in.
+// at the latest when Purge compacts the days they fall in. It serves a
+// subscriber's request made to staff as well as OptOut; unlike OptOut it
+// leaves consent as it is, so later events are recorded as before.
 func (db *DB) Erase(ctx context.Context, sub itinerary.Pseudonym) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -21,22 +23,10 @@ func (db *DB) Erase(ctx context.Context, sub itinerary.Pseudonym) error {
 	if db.closed {
 		return ErrClosed
 	}
-	first, err := db.firstDay()
-	if err != nil {
-		return err
-	}
-	// Every day from the oldest on disk to tomorrow, not only the days the
-	// index holds: days past retention are on disk but not in the index.
-	// A tombstone for a missing key costs a few bytes until compaction.
-	last := db.today() + 1
 	b := db.pdb.NewBatch()
 	defer b.Close()
-	var key []byte
-	for d := first; d <= last && d <= maxDay; d++ {
-		key = visitKey(key[:0], d, sub)
-		if err := b.Delete(key, nil); err != nil {
-			return fmt.Errorf("store: erase: %w", err)
-		}
+	if err := db.eraseBefore(b, sub, maxDay+1); err != nil {
+		return fmt.Errorf("store: erase: %w", err)
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("store: erase: %w", err)

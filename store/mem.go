@@ -3,6 +3,7 @@ package store
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/roamtrail/roamtrail/itinerary"
 )
@@ -24,8 +25,9 @@ const (
 )
 
 type shard struct {
-	mu   sync.RWMutex
-	subs map[itinerary.Pseudonym][]uint64
+	mu      sync.RWMutex
+	subs    map[itinerary.Pseudonym][]uint64
+	consent map[itinerary.Pseudonym]consentRec // see consent.go
 }
 
 type memIndex struct {
@@ -36,12 +38,15 @@ type memIndex struct {
 	// shard lock; readers read it after taking that shard lock.
 	regions   [maxRegions]itinerary.Region
 	regionIdx map[itinerary.Region]uint16 // writer only
+
+	consents atomic.Int64 // consent records in all shards
 }
 
 func newMemIndex() *memIndex {
 	m := &memIndex{regionIdx: make(map[itinerary.Region]uint16)}
 	for i := range m.shards {
 		m.shards[i].subs = make(map[itinerary.Pseudonym][]uint64)
+		m.shards[i].consent = make(map[itinerary.Pseudonym]consentRec)
 	}
 	return m
 }
@@ -77,11 +82,20 @@ func (m *memIndex) unpack(e uint64) itinerary.Visit {
 	}
 }
 
-// visits appends sub's visits on days from..to to dst.
+// visits appends sub's visits on days from..to to dst. Nothing from before
+// sub's number was reassigned is returned (Reassigned erased it already;
+// this holds even if a visit were left).
 func (m *memIndex) visits(dst []itinerary.Visit, sub itinerary.Pseudonym, from, to itinerary.Day) []itinerary.Visit {
 	sh := m.shard(sub)
 	sh.mu.RLock()
 	es := sh.subs[sub]
+	var cut consentRec
+	if len(sh.consent) != 0 {
+		if r, ok := sh.consent[sub]; ok && r.re != 0 {
+			cut = r
+			from = max(from, r.reDay)
+		}
+	}
 	// Entries are sorted by day: skip to the window with a binary search, as
 	// a subscriber may hold more days than the window asks for.
 	i, _ := slices.BinarySearch(es, uint64(from)<<46)
@@ -90,7 +104,16 @@ func (m *memIndex) visits(dst []itinerary.Visit, sub itinerary.Pseudonym, from, 
 		if entryDay(e) > to {
 			break
 		}
-		dst = append(dst, m.unpack(e))
+		v := m.unpack(e)
+		if cut.re != 0 && v.Day == cut.reDay {
+			if v.Last < cut.reSec {
+				continue
+			}
+			if v.First < cut.reSec {
+				v.First = v.Last
+			}
+		}
+		dst = append(dst, v)
 	}
 	sh.mu.RUnlock()
 	return dst
@@ -152,11 +175,46 @@ func (m *memIndex) appendLoaded(sub itinerary.Pseudonym, e uint64) {
 	sh.subs[sub] = append(sh.subs[sub], e)
 }
 
-// forget removes sub entirely.
+// forget removes sub's visits.
 func (m *memIndex) forget(sub itinerary.Pseudonym) {
 	sh := m.shard(sub)
 	sh.mu.Lock()
 	delete(sh.subs, sub)
+	sh.mu.Unlock()
+}
+
+// dropBefore removes sub's visits on days before day.
+func (m *memIndex) dropBefore(sub itinerary.Pseudonym, day itinerary.Day) {
+	sh := m.shard(sub)
+	sh.mu.Lock()
+	es := sh.subs[sub]
+	n, _ := slices.BinarySearch(es, uint64(day)<<46)
+	switch {
+	case n == len(es):
+		delete(sh.subs, sub)
+	case n > 0:
+		sh.subs[sub] = slices.Clone(es[n:])
+	}
+	sh.mu.Unlock()
+}
+
+// consentOf returns sub's consent record, if any.
+func (m *memIndex) consentOf(sub itinerary.Pseudonym) (consentRec, bool) {
+	sh := m.shard(sub)
+	sh.mu.RLock()
+	r, ok := sh.consent[sub]
+	sh.mu.RUnlock()
+	return r, ok
+}
+
+// setConsent stores sub's consent record. Writer only.
+func (m *memIndex) setConsent(sub itinerary.Pseudonym, r consentRec) {
+	sh := m.shard(sub)
+	sh.mu.Lock()
+	if _, ok := sh.consent[sub]; !ok {
+		m.consents.Add(1)
+	}
+	sh.consent[sub] = r
 	sh.mu.Unlock()
 }
 

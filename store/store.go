@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -72,6 +73,13 @@ type Options struct {
 	// Logger receives the store's few log lines (open, purge). The default
 	// discards them.
 	Logger *zerolog.Logger
+
+	// Collect says whose events Apply keeps: CollectAll (the default)
+	// keeps everyone's but those who opted out; CollectOptedIn keeps only
+	// those who opted in. Either way events from before an opt-in or a
+	// reassignment are dropped. It is not recorded in the store: a
+	// deployment may move from one policy to the other.
+	Collect Collect
 }
 
 func (o *Options) withDefaults() (Options, error) {
@@ -101,6 +109,9 @@ func (o *Options) withDefaults() (Options, error) {
 	if r.Now == nil {
 		r.Now = time.Now
 	}
+	if r.Collect > CollectOptedIn {
+		return r, fmt.Errorf("%w: Collect %d is neither CollectAll nor CollectOptedIn", ErrBadOption, r.Collect)
+	}
 	if r.Logger == nil {
 		l := zerolog.Nop()
 		r.Logger = &l
@@ -121,6 +132,11 @@ type DB struct {
 	writeMu sync.Mutex
 	closed  bool
 	purged  itinerary.Day // the cutoff of the last purge in this process
+
+	// consentGen counts consent changes (under writeMu), so that Apply can
+	// tell whether its fold outside writeMu saw the consent it commits
+	// under.
+	consentGen atomic.Uint64
 
 	// lifeMu keeps Close from closing Pebble under the calls that do not
 	// take writeMu (jobs): Pebble panics on use after close.
@@ -171,11 +187,15 @@ func Open(ctx context.Context, dir string, o Options) (_ *DB, err error) {
 		return nil, err
 	}
 	start := time.Now()
+	if err := db.loadConsent(ctx); err != nil {
+		return nil, err
+	}
 	if err := db.load(ctx); err != nil {
 		return nil, err
 	}
 	subs, visits := db.mem.stats()
-	db.log.Info().Int("subscribers", subs).Int("visits", visits).Dur("took", time.Since(start)).Msg("store open")
+	db.log.Info().Int("subscribers", subs).Int("visits", visits).Int64("consent_records", db.mem.consents.Load()).
+		Dur("took", time.Since(start)).Msg("store open")
 	return db, nil
 }
 

@@ -50,8 +50,8 @@ type Summary struct {
 // String is the one-line summary the CLI prints.
 func (s Summary) String() string {
 	rate := float64(s.Rows) / max(s.Took.Seconds(), 1e-9)
-	out := fmt.Sprintf("%d rows in %s (%.0f rows/s): %d accepted, %d rejected, %d too old, %d in the future; %d subscriber-days written",
-		s.Rows, s.Took.Round(time.Millisecond), rate, s.Stats.Accepted, s.Rejected, s.Stats.TooOld, s.Stats.Future, s.Stats.Written)
+	out := fmt.Sprintf("%d rows in %s (%.0f rows/s): %d accepted, %d rejected, %d too old, %d in the future, %d without consent; %d subscriber-days written",
+		s.Rows, s.Took.Round(time.Millisecond), rate, s.Stats.Accepted, s.Rejected, s.Stats.TooOld, s.Stats.Future, s.Stats.NoConsent, s.Stats.Written)
 	for _, e := range s.Errors {
 		out += "; " + e.Error()
 	}
