@@ -42,6 +42,10 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			e.demoCommand(),
 			e.serveCommand(),
 			e.simCommand(),
+			e.lookupCommand(),
+			e.eraseCommand(),
+			e.operatorsCommand(),
+			e.auditCommand(),
 		},
 	}
 }

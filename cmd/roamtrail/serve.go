@@ -181,6 +181,7 @@ type stack struct {
 	gw      *smsgw.Gateway
 	http    *http.Server
 	httpLn  net.Listener
+	admin   *adminServer // admin.go
 	wg      sync.WaitGroup
 	errs    chan error
 
@@ -269,6 +270,13 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 		return nil, err
 	}
 
+	// Staff commands run here while serve runs (admin.go), listening before
+	// the bind so that it answers once serve is bound. Pass serve's
+	// access log instead of nil once serve opens one: it admits one writer.
+	if st.admin, err = e.startAdmin(c, log, cfg, st, nil); err != nil {
+		return nil, err
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -327,7 +335,7 @@ func purgeLoop(ctx context.Context, svc *services, log zerolog.Logger) {
 // stop shuts down in order: the dialogue (finishing jobs in hand, which
 // needs the session), then the session (unbind), then HTTP and the stores.
 func (st *stack) stop(ctx context.Context) error {
-	var errs []error
+	errs := []error{st.admin.stop(ctx)} // first: its requests use the session and store
 	if st.gw != nil {
 		errs = append(errs, st.gw.Shutdown(ctx))
 	}
