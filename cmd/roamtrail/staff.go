@@ -184,6 +184,9 @@ func (d *staffDirect) Close() error {
 // openStaffDirect opens what needs asks for in the data dir.
 func (e *env) openStaffDirect(c *cli.Context, log zerolog.Logger, needs staffNeeds) (_ *staffDirect, err error) {
 	dataDir := c.String("data-dir")
+	if err := staff.CheckOwner(dataDir); err != nil {
+		return nil, err
+	}
 	var smppOpts smpp.Options
 	if needs.notifier {
 		// Refuse before anything is opened or logged: nothing could be sent.

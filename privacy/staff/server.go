@@ -317,6 +317,9 @@ func Call(ctx context.Context, path string, req Request) (Response, error) {
 		return Response{}, fmt.Errorf("%w: %w", ErrSocket, err)
 	}
 	defer c.Close()
+	if err := checkServer(c.(*net.UnixConn), path); err != nil {
+		return Response{}, err
+	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
 	b, err := json.Marshal(req)
@@ -335,4 +338,48 @@ func Call(ctx context.Context, path string, req Request) (Response, error) {
 		return Response{}, fmt.Errorf("%w: not a response line", ErrSocket)
 	}
 	return resp, nil
+}
+
+// checkServer makes sure the process answering on path runs as the owner
+// of the socket's dir, or as root, before a number or a code is sent to
+// it: the same rule the server applies to its clients.
+func checkServer(c *net.UnixConn, path string) error {
+	if !peerCredSupported {
+		return nil
+	}
+	uid, pid, err := peerCred(c)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrSocket, err)
+	}
+	st, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrSocket, err)
+	}
+	owner, err := ownerOf(st)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrSocket, err)
+	}
+	if uid != 0 && uid != owner {
+		return fmt.Errorf("%w: the process on %s (pid %d) runs as uid %d, not as the data dir's owner", ErrSocket, path, pid, uid)
+	}
+	return nil
+}
+
+// CheckOwner returns an error when the calling process does not run as the
+// owner of dir: files it made there (the registry, the access log) would
+// be unreadable to the service, which runs as the owner. A missing dir,
+// or a system that cannot tell, passes.
+func CheckOwner(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil
+	}
+	owner, err := ownerOf(st)
+	if err != nil {
+		return nil
+	}
+	if uid := os.Getuid(); uid >= 0 && uint32(uid) != owner {
+		return fmt.Errorf("%w: %s belongs to uid %d; run as that user (now uid %d), so that what this run writes stays readable to the service", ErrDenied, dir, owner, uid)
+	}
+	return nil
 }

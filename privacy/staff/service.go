@@ -63,6 +63,9 @@ type Options struct {
 	// hour.
 	CodeLimit int
 	CodePer   time.Duration
+	// NotifyTimeout bounds sending one SMS to the subscriber, bind
+	// included. Default 30 seconds.
+	NotifyTimeout time.Duration
 	// ShowLimit is the most entries OpAuditShow returns when the request
 	// sets none. Default 1000.
 	ShowLimit int
@@ -134,6 +137,7 @@ func New(opts Options, deps Deps) (*Service, error) {
 	setDefault(&opts.CodeTries, 5)
 	setDefault(&opts.CodeLimit, 3)
 	setDefault(&opts.CodePer, time.Hour)
+	setDefault(&opts.NotifyTimeout, 30*time.Second)
 	setDefault(&opts.ShowLimit, 1000)
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -146,7 +150,7 @@ func New(opts Options, deps Deps) (*Service, error) {
 		opts.Logger = &l
 	}
 	switch {
-	case opts.CodeTTL < 0, opts.CodeTries < 0, opts.CodeLimit < 0, opts.CodePer < 0, opts.ShowLimit < 0:
+	case opts.CodeTTL < 0, opts.CodeTries < 0, opts.CodeLimit < 0, opts.CodePer < 0, opts.NotifyTimeout < 0, opts.ShowLimit < 0:
 		return nil, errors.New("staff: Options: limits must not be negative")
 	case deps.Operators == nil:
 		return nil, errors.New("staff: Deps.Operators is required")
@@ -203,8 +207,8 @@ func (s *Service) Do(ctx context.Context, req Request) (resp Response) {
 	if n, perr := msisdn.Parse(req.Number); perr == nil {
 		ev = ev.Str(logNumber, n.Masked())
 	}
-	for _, w := range resp.Warnings {
-		ev = ev.Str(logWarning, w)
+	if len(resp.Warnings) > 0 {
+		ev = ev.Strs(logWarning, resp.Warnings)
 	}
 	ev.Str(logOp, string(req.Op)).Str(logOperator, req.Operator).Msg("staff request")
 	return resp
@@ -346,11 +350,18 @@ func (s *Service) lookup(ctx context.Context, req Request) (*CodeSent, error) {
 	if err := s.record(ctx, e); err != nil {
 		return nil, errors.Join(err, s.codes.revoke(ctx, subj.sub, op.ID))
 	}
-	if err := s.deps.Notifier.Notify(ctx, subj.n, codeText(lang, req.Days, req.Ticket, code, s.opts.CodeTTL)); err != nil {
+	if err := s.notify(ctx, subj.n, codeText(lang, req.Days, req.Ticket, code, s.opts.CodeTTL)); err != nil {
 		e.Action, e.Outcome, e.Detail = audit.ActCodeFailed, "failed", "the code SMS was not sent; code revoked"
 		return nil, errors.Join(fmt.Errorf("%w: %w", ErrNotify, err), s.codes.revoke(ctx, subj.sub, op.ID), s.record(ctx, e))
 	}
 	return &CodeSent{Masked: subj.masked, Ticket: req.Ticket, Days: req.Days, Expires: expires}, nil
+}
+
+// notify sends the subscriber text, within NotifyTimeout.
+func (s *Service) notify(ctx context.Context, to msisdn.Number, text string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.NotifyTimeout)
+	defer cancel()
+	return s.deps.Notifier.Notify(ctx, to, text)
 }
 
 // confirm is step 2: the code, then the itinerary, then the subscriber is
@@ -381,7 +392,7 @@ func (s *Service) confirm(ctx context.Context, req Request) (*Itinerary, []strin
 	}
 	var warnings []string
 	notify := func(text string) bool {
-		if err := s.deps.Notifier.Notify(ctx, subj.n, text); err != nil {
+		if err := s.notify(ctx, subj.n, text); err != nil {
 			warnings = append(warnings, fmt.Sprintf("the subscriber was not told by SMS: %v", err))
 			return false
 		}
@@ -404,7 +415,7 @@ func (s *Service) confirm(ctx context.Context, req Request) (*Itinerary, []strin
 		return out, warnings, nil
 	case checkWrong:
 		e.Action, e.Outcome, e.Detail = audit.ActCodeFailed, "failed", fmt.Sprintf("wrong code, %d tries left", res.left)
-		return nil, nil, errors.Join(fmt.Errorf("%w: wrong code; %d tries left", ErrCode, res.left), s.record(ctx, e))
+		return nil, nil, errors.Join(fmt.Errorf("%w: wrong code, or not the ticket and days it was sent for; %d tries left", ErrCode, res.left), s.record(ctx, e))
 	case checkExhausted, checkExpired:
 		why := "wrong code, no tries left: code revoked"
 		if res.outcome == checkExpired {
