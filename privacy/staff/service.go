@@ -122,6 +122,7 @@ const (
 	logOperator = "operator"
 	logNumber   = "number" // masked
 	logKind     = "kind"
+	logError    = "error"
 	logWarning  = "warning"
 )
 
@@ -202,7 +203,7 @@ func (s *Service) Do(ctx context.Context, req Request) (resp Response) {
 	ev := s.log.Info()
 	if err != nil {
 		resp = Response{Error: err.Error(), Kind: kindOf(err), Warnings: resp.Warnings}
-		ev = s.log.Warn().Str(logKind, resp.Kind).Str("error", resp.Error)
+		ev = s.log.Warn().Str(logKind, resp.Kind).Str(logError, resp.Error)
 	}
 	if n, perr := msisdn.Parse(req.Number); perr == nil {
 		ev = ev.Str(logNumber, n.Masked())
