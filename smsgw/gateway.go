@@ -180,6 +180,7 @@ type Gateway struct {
 	backlog int // queued + in progress + waiting to retry
 	closing bool
 	timers  map[*time.Timer]struct{}
+	inHand  map[string]struct{} // ids of the jobs Handle took and not yet finished
 	workers sync.WaitGroup
 	running atomic.Bool
 
@@ -197,7 +198,7 @@ func New(opts Options, deps Deps) (*Gateway, error) {
 	if deps.Itineraries == nil || deps.Jobs == nil || deps.State == nil || deps.Sender == nil || deps.Pseudonyms == nil || deps.Sealer == nil {
 		return nil, fmt.Errorf("%w: every dependency is required", ErrOptions)
 	}
-	g := &Gateway{opts: o, deps: deps, log: o.Logger.With().Str("component", "gateway").Logger(), m: newMetrics(o.Registerer), timers: make(map[*time.Timer]struct{}), numbers: msisdn.NewParser(0)}
+	g := &Gateway{opts: o, deps: deps, log: o.Logger.With().Str("component", "gateway").Logger(), m: newMetrics(o.Registerer), timers: make(map[*time.Timer]struct{}), inHand: make(map[string]struct{}), numbers: msisdn.NewParser(0)}
 	g.cond = sync.NewCond(&g.mu)
 	return g, nil
 }
@@ -244,7 +245,15 @@ func (g *Gateway) Handle(ctx context.Context, d *smpp.Deliver) smpp.Status {
 		return smpp.StatusRxTAppn
 	}
 	j := &job{ID: id, Sub: g.deps.Pseudonyms.Pseudonym(n), Sealed: sealed, Masked: n.Masked(), Cmd: cmd, Received: now}
+	// In hand before it is stored: Run, resuming what the store holds,
+	// must not take up a job that Handle is about to enqueue.
+	g.mu.Lock()
+	g.inHand[j.ID] = struct{}{}
+	g.mu.Unlock()
 	if err := g.put(ctx, j); err != nil {
+		g.mu.Lock()
+		delete(g.inHand, j.ID)
+		g.mu.Unlock()
 		g.log.Error().Err(err).Msg("cannot queue an MO; the SMSC keeps it")
 		g.m.refused.WithLabelValues("store").Inc()
 		return smpp.StatusRxTAppn
@@ -326,6 +335,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	resumed := 0
 	err := g.deps.Jobs.Jobs(ctx, func(id, value []byte) error {
+		g.mu.Lock()
+		_, taken := g.inHand[string(id)]
+		g.mu.Unlock()
+		if taken {
+			return nil // an MO that came in while we resumed
+		}
 		j, err := decodeJob(id, value)
 		if err != nil {
 			g.log.Error().Err(err).Msg("dropping an unreadable job")
@@ -469,6 +484,7 @@ func (g *Gateway) process(ctx context.Context, j *job) {
 	g.unsynced.Store(true)
 	g.mu.Lock()
 	g.backlog--
+	delete(g.inHand, j.ID)
 	g.m.backlog.Set(float64(g.backlog))
 	g.mu.Unlock()
 }
