@@ -5,13 +5,15 @@ import (
 	"time"
 
 	"github.com/roamtrail/roamtrail/itinerary"
+	"github.com/roamtrail/roamtrail/privacy/audit"
 	"github.com/roamtrail/roamtrail/smsgw/smpp"
 	"github.com/roamtrail/roamtrail/smsgw/state"
 )
 
 // What the gateway needs from the rest of the service, declared here where
 // it is used and kept small. cmd wires the concrete types: *itinerary.Engine,
-// *store.DB, the state store (smsgw/state), *smpp.Session.
+// *store.DB, the state store (smsgw/state), *smpp.Session, the access log
+// (privacy/audit).
 
 // Itineraries answers lookups (itinerary.Engine over the store).
 type Itineraries interface {
@@ -56,4 +58,26 @@ type State interface {
 	CountRequest(ctx context.Context, sub itinerary.Pseudonym, day string, limit int) (allowed, notify bool, err error)
 	// AllowGlobal spends one unit of a global budget of limit per window.
 	AllowGlobal(ctx context.Context, limit int, per time.Duration) (bool, error)
+	// Forget drops sub's dialogue and day counters (an opt-out).
+	Forget(ctx context.Context, sub itinerary.Pseudonym) error
+}
+
+// Consent keeps subscribers' choices (store.DB). OptOut erases the
+// subscriber's history at once and stops recording; OptIn starts it from
+// at. Both are idempotent, so a job may repeat them.
+type Consent interface {
+	OptOut(ctx context.Context, sub itinerary.Pseudonym, at time.Time) error
+	OptIn(ctx context.Context, sub itinerary.Pseudonym, at time.Time) error
+	Consent(ctx context.Context, sub itinerary.Pseudonym) (itinerary.Consent, error)
+}
+
+// AccessLog is the access log (privacy/audit: a *audit.Log for Append, and
+// audit.Last on its dir). An entry is appended before the itinerary it
+// records is sent and before a change of consent is confirmed; if Append
+// fails, nothing is sent. Last returns the newest n entries about subject,
+// newest first, for JL; when ctx ends it returns what it found with ctx's
+// error.
+type AccessLog interface {
+	Append(ctx context.Context, e audit.Entry) (audit.Entry, error)
+	Last(ctx context.Context, subject string, n int) ([]audit.Entry, error)
 }

@@ -16,6 +16,31 @@
 // redelivered CXMYD or Y finds its claim taken, while the same keyword sent
 // again after the dialogue moved on is a new request and is answered again.
 // Every step a crash may repeat is idempotent by job id.
+//
+// # Consent and the access log
+//
+// TD (STOP) opts a subscriber out: the store erases their history at once
+// and drops their events from then on, the shared state forgets their
+// pending request and counters, and the reply confirms it. KT (START)
+// opts them in again, recording from that moment. A request from a
+// subscriber who is opted out (or, with Options.OptInRequired, never opted
+// in) is answered with how to opt in, never with an itinerary.
+//
+// Every itinerary sent after a Y is first appended to the access log
+// (privacy/audit) as a self-query: pseudonym, masked number, window; never
+// the number or the itinerary. If the append fails, the itinerary is not
+// sent and the job is retried. An opt-in is logged before it takes effect;
+// an opt-out takes effect first (withdrawing consent must not wait on the
+// log) and is logged before it is confirmed. JL (ACCESS, LOG) lists the
+// newest lookups of the subscriber's data from the log: when, and whether by
+// the subscriber or by staff (never which operator), hiding anything from
+// before the number last changed hands. JL counts against the daily limit
+// like a request: the log search is the dearest thing a subscriber can ask
+// for.
+//
+// Duplicate claims are keyed by the subscriber's consent as well as the
+// dialogue's token, so that a TD or KT changes what a keyword sent again is
+// taken for; each claims beforehand the key its own redelivery will compute.
 package smsgw
 
 import (
@@ -33,6 +58,7 @@ import (
 
 	"github.com/roamtrail/roamtrail/itinerary"
 	"github.com/roamtrail/roamtrail/itinerary/msisdn"
+	"github.com/roamtrail/roamtrail/privacy/audit"
 	"github.com/roamtrail/roamtrail/smsgw/smpp"
 	"github.com/roamtrail/roamtrail/smsgw/state"
 )
@@ -93,6 +119,12 @@ type Options struct {
 	// Wording words itineraries. Its Catalog is required.
 	Wording itinerary.Wording
 
+	// OptInRequired says the store records only subscribers who opted in
+	// (store.CollectOptedIn): a request from one who did not is answered
+	// with how to opt in rather than with an empty itinerary. Default
+	// false: everyone is recorded unless they opted out.
+	OptInRequired bool
+
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger gets the gateway's events; numbers appear masked. Default
@@ -110,6 +142,8 @@ type Deps struct {
 	Sender      Sender
 	Pseudonyms  Pseudonymizer
 	Sealer      Sealer
+	Consent     Consent
+	AccessLog   AccessLog
 }
 
 // ErrOptions reports a bad Option or a missing dependency.
@@ -195,7 +229,8 @@ func New(opts Options, deps Deps) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	if deps.Itineraries == nil || deps.Jobs == nil || deps.State == nil || deps.Sender == nil || deps.Pseudonyms == nil || deps.Sealer == nil {
+	if deps.Itineraries == nil || deps.Jobs == nil || deps.State == nil || deps.Sender == nil || deps.Pseudonyms == nil || deps.Sealer == nil ||
+		deps.Consent == nil || deps.AccessLog == nil {
 		return nil, fmt.Errorf("%w: every dependency is required", ErrOptions)
 	}
 	g := &Gateway{opts: o, deps: deps, log: o.Logger.With().Str("component", "gateway").Logger(), m: newMetrics(o.Registerer), timers: make(map[*time.Timer]struct{}), inHand: make(map[string]struct{}), numbers: msisdn.NewParser(0)}
@@ -489,7 +524,8 @@ func (g *Gateway) process(ctx context.Context, j *job) {
 	g.mu.Unlock()
 }
 
-// claimKey keys duplicate suppression: subscriber, command, dialogue token.
+// claimKey keys duplicate suppression: subscriber, command, and the
+// subscriber's token (tokenOf).
 func claimKey(sub itinerary.Pseudonym, c Command, token string) string {
 	h := sha256.New()
 	h.Write(sub[:])
@@ -497,21 +533,41 @@ func claimKey(sub itinerary.Pseudonym, c Command, token string) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+// tokenOf is what changes when a subscriber's dialogue moves on: the
+// dialogue's token (a new pending request, its confirmation) and their
+// consent (TD, KT, a reassignment). A redelivered message finds the same
+// token and its claim taken; the same keyword sent after either changed is
+// a new message.
+func tokenOf(dialog string, c itinerary.Consent) string {
+	u := func(t time.Time) int64 {
+		if t.IsZero() {
+			return 0
+		}
+		return t.Unix()
+	}
+	return fmt.Sprintf("%s|%d.%d.%d", dialog, u(c.OptedOut), u(c.OptedIn), u(c.Reassigned))
+}
+
+func (g *Gateway) stateErr(err error) error {
+	g.stateFailed(err)
+	return retryable{err}
+}
+
 // step does the job's work up to its reply.
 func (g *Gateway) step(ctx context.Context, j *job) error {
 	st := g.deps.State
-	stateErr := func(err error) error {
-		g.stateFailed(err)
+	c, err := g.deps.Consent.Consent(ctx, j.Sub)
+	if err != nil {
 		return retryable{err}
 	}
 	if !j.Claimed {
 		d, err := st.Dialog(ctx, j.Sub)
 		if err != nil {
-			return stateErr(err)
+			return g.stateErr(err)
 		}
-		first, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, d.Token), j.ID, g.opts.DedupTTL)
+		first, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, tokenOf(d.Token, c)), j.ID, g.opts.DedupTTL)
 		if err != nil {
-			return stateErr(err)
+			return g.stateErr(err)
 		}
 		if !first {
 			g.m.duplicates.Inc()
@@ -521,29 +577,20 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 	}
 	switch j.Cmd.Kind {
 	case KindRequest:
-		if !j.Counted {
-			day := g.opts.Now().In(g.opts.Location).Format(time.DateOnly)
-			allowed, notify, err := st.CountRequest(ctx, j.Sub, day, g.opts.DailyLimit)
-			if err != nil {
-				return stateErr(err)
-			}
-			j.Counted, j.Allowed, j.Notify = true, allowed, notify
+		if g.off(c) {
+			return g.reply(ctx, j, "recording_off", recordingOffText(j.Cmd.Lang))
 		}
-		if allowed, notify := j.Allowed, j.Notify; !allowed {
-			g.m.limited.WithLabelValues("daily").Inc()
-			if !notify {
-				return nil // one "limit reached" a day is enough
-			}
-			return g.reply(ctx, j, "limit", limitText(g.opts.DailyLimit, j.Cmd.Lang))
+		if ok, err := g.admit(ctx, j); !ok {
+			return err
 		}
 		// A redelivery of this request will see the token this sets:
 		// claim it first, so the redelivery finds it taken.
-		if _, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, j.ID), j.ID, g.opts.DedupTTL); err != nil {
-			return stateErr(err)
+		if _, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, tokenOf(j.ID, c)), j.ID, g.opts.DedupTTL); err != nil {
+			return g.stateErr(err)
 		}
 		p := state.Request{Nonce: j.ID, Days: j.Cmd.Days, Lang: j.Cmd.Lang}
 		if err := st.Ask(ctx, j.Sub, p, g.opts.PendingTTL); err != nil {
-			return stateErr(err)
+			return g.stateErr(err)
 		}
 		return g.reply(ctx, j, "prompt", promptText(p.Days, p.Lang, int(g.opts.PendingTTL/time.Minute)))
 
@@ -552,16 +599,16 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 		if p == nil {
 			d, err := st.Dialog(ctx, j.Sub)
 			if err != nil {
-				return stateErr(err)
+				return g.stateErr(err)
 			}
 			if d.Pending != nil {
-				if _, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, "done:"+d.Pending.Nonce), j.ID, g.opts.DedupTTL); err != nil {
-					return stateErr(err)
+				if _, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, tokenOf("done:"+d.Pending.Nonce, c)), j.ID, g.opts.DedupTTL); err != nil {
+					return g.stateErr(err)
 				}
 			}
 			rp, ok, err := st.Resolve(ctx, j.Sub, j.ID, g.opts.DedupTTL)
 			if err != nil {
-				return stateErr(err)
+				return g.stateErr(err)
 			}
 			if !ok {
 				// A Y with nothing pending reveals nothing.
@@ -575,15 +622,168 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 		if j.Cmd.Kind == KindCancel {
 			return g.reply(ctx, j, "cancelled", cancelledText(p.Lang))
 		}
+		if g.off(c) {
+			// A TD overtook the request's Y: nothing is recorded to send.
+			return g.reply(ctx, j, "recording_off", recordingOffText(p.Lang))
+		}
 		text, err := g.itineraryText(ctx, j.Sub, p)
 		if err != nil {
 			return retryable{err}
 		}
+		// The access is on record before the itinerary leaves, or it
+		// does not leave.
+		if err := g.logAccess(ctx, j, audit.ActSelfQuery, p.Days); err != nil {
+			return err
+		}
 		return g.reply(ctx, j, "itinerary", text)
+
+	case KindOptOut:
+		// A redelivery of this TD will find no dialogue and the opt-out:
+		// claim that first, so the redelivery finds it taken.
+		if _, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, tokenOf("", c.WithOptOut(j.Received))), j.ID, g.opts.DedupTTL); err != nil {
+			return g.stateErr(err)
+		}
+		// The erasure comes first and waits on nothing: withdrawing
+		// consent must not depend on the access log being writable. The
+		// store keeps the opt-out's time as its own record; the log entry
+		// follows, and the confirmation only once it is written.
+		if err := g.deps.Consent.OptOut(ctx, j.Sub, j.Received); err != nil {
+			return retryable{err}
+		}
+		if err := st.Forget(ctx, j.Sub); err != nil {
+			return g.stateErr(err)
+		}
+		if err := g.logAccess(ctx, j, audit.ActOptOut, 0); err != nil {
+			return err
+		}
+		return g.reply(ctx, j, "opted_out", optedOutText(j.Cmd.Lang))
+
+	case KindOptIn:
+		d, err := st.Dialog(ctx, j.Sub)
+		if err != nil {
+			return g.stateErr(err)
+		}
+		if _, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, tokenOf(d.Token, c.WithOptIn(j.Received))), j.ID, g.opts.DedupTTL); err != nil {
+			return g.stateErr(err)
+		}
+		// Consent to recording is on record before recording starts.
+		if err := g.logAccess(ctx, j, audit.ActOptIn, 0); err != nil {
+			return err
+		}
+		if err := g.deps.Consent.OptIn(ctx, j.Sub, j.Received); err != nil {
+			return retryable{err}
+		}
+		return g.reply(ctx, j, "opted_in", optedInText(j.Cmd.Lang))
+
+	case KindAccesses:
+		if ok, err := g.admit(ctx, j); !ok {
+			return err
+		}
+		outcome, text, err := g.accesses(ctx, j, c)
+		if err != nil {
+			return retryable{err}
+		}
+		return g.reply(ctx, j, outcome, text)
 
 	default:
 		return g.reply(ctx, j, "help", helpText(j.Cmd.Lang))
 	}
+}
+
+// off reports whether nothing is recorded for a subscriber with consent c.
+func (g *Gateway) off(c itinerary.Consent) bool {
+	return c.Out() || g.opts.OptInRequired && !c.In()
+}
+
+// admit counts j against its subscriber's daily limit. When it returns
+// false the job is done: over the limit, with the day's one "limit
+// reached" reply (or none), or err says why it must be retried.
+func (g *Gateway) admit(ctx context.Context, j *job) (bool, error) {
+	if !j.Counted {
+		day := g.opts.Now().In(g.opts.Location).Format(time.DateOnly)
+		allowed, notify, err := g.deps.State.CountRequest(ctx, j.Sub, day, g.opts.DailyLimit)
+		if err != nil {
+			return false, g.stateErr(err)
+		}
+		j.Counted, j.Allowed, j.Notify = true, allowed, notify
+	}
+	if j.Allowed {
+		return true, nil
+	}
+	g.m.limited.WithLabelValues("daily").Inc()
+	if !j.Notify {
+		return false, nil // one "limit reached" a day is enough
+	}
+	return false, g.reply(ctx, j, "limit", limitText(g.opts.DailyLimit, j.Cmd.Lang))
+}
+
+// logAccess appends the subscriber's own action to the access log, once:
+// a job retried after the append (its reply failed) does not append again,
+// though one resumed after a crash may. The entry holds the pseudonym and
+// the masked number, never the number or the itinerary.
+func (g *Gateway) logAccess(ctx context.Context, j *job, action string, days int) error {
+	if j.Logged {
+		return nil
+	}
+	start := time.Now()
+	_, err := g.deps.AccessLog.Append(ctx, audit.Entry{
+		Actor: audit.ActorSelf, Role: audit.RoleSubscriber, Action: action,
+		Subject: audit.SubjectOf(j.Sub), Masked: j.Masked, Window: days, Outcome: "ok",
+	})
+	g.m.audit.Observe(time.Since(start).Seconds())
+	if err != nil {
+		g.m.auditFailed.Inc()
+		err = fmt.Errorf("smsgw: access log: %w", err)
+		if errors.Is(err, audit.ErrInvalid) || errors.Is(err, audit.ErrNumber) {
+			return err // the same entry would be refused again
+		}
+		return retryable{err}
+	}
+	j.Logged = true
+	return nil
+}
+
+// Accesses (JL) lists the newest maxAccesses lookups of the subscriber's
+// data. The log is searched from its end for the subscriber's newest
+// scanEntries entries (opt-outs and opt-ins among them) for at most
+// lastTimeout: the search costs the bytes written since those entries, and
+// must not hold a worker for long.
+const (
+	maxAccesses = 5
+	scanEntries = 4 * maxAccesses
+	lastTimeout = 2 * time.Second
+)
+
+// accesses words the subscriber's last accesses, as the current holder of
+// the number may see them: nothing from before a reassignment.
+func (g *Gateway) accesses(ctx context.Context, j *job, c itinerary.Consent) (outcome, text string, err error) {
+	lctx, cancel := context.WithTimeout(ctx, lastTimeout)
+	defer cancel()
+	es, err := g.deps.AccessLog.Last(lctx, audit.SubjectOf(j.Sub), scanEntries)
+	timedOut := err != nil && lctx.Err() != nil && ctx.Err() == nil
+	if err != nil && !timedOut {
+		return "", "", fmt.Errorf("smsgw: access log: %w", err)
+	}
+	var list []access
+	for _, e := range es {
+		if len(list) == maxAccesses {
+			break
+		}
+		if e.Time.Before(c.Reassigned) {
+			break // newest first: the rest is the previous holder's
+		}
+		switch {
+		case e.Action == audit.ActSelfQuery && e.Outcome == "ok":
+			list = append(list, access{When: e.Time, Days: e.Window})
+		case e.Action == audit.ActStaffLookup && (e.Outcome == "granted" || e.Outcome == "ok"):
+			list = append(list, access{When: e.Time, Staff: true, Days: e.Window})
+		}
+	}
+	if timedOut && len(list) == 0 {
+		// "None" would be a guess: the search did not finish.
+		return "busy", busyText(j.Cmd.Lang), nil
+	}
+	return "accesses", accessesText(list, j.Cmd.Lang, g.opts.Location, g.opts.Now()), nil
 }
 
 func (g *Gateway) itineraryText(ctx context.Context, sub itinerary.Pseudonym, p *state.Request) (string, error) {

@@ -30,6 +30,7 @@ type job struct {
 	Allowed  bool           `json:"w,omitempty"`
 	Notify   bool           `json:"y,omitempty"`
 	Resolved *state.Request `json:"p,omitempty"`
+	Logged   bool           `json:"l,omitempty"` // its access-log entry is written
 	Attempts int            `json:"a,omitempty"`
 }
 

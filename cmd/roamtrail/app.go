@@ -46,6 +46,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			e.eraseCommand(),
 			e.operatorsCommand(),
 			e.auditCommand(),
+			e.subscriberCommand(),
 		},
 	}
 }
@@ -68,18 +69,21 @@ func storeFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "min-dwell", Value: itinerary.DefaultMinDwell, Usage: "least span of sightings in a city on a day for it to count (0 counts every sighting)", EnvVars: []string{"ROAMTRAIL_MIN_DWELL"}},
 		&cli.IntFlag{Name: "retention", Value: 30, Usage: "days of history kept and shown, today included", EnvVars: []string{"ROAMTRAIL_RETENTION"}},
 		&cli.StringFlag{Name: "key-file", Usage: "pseudonym key (32 bytes, mode 0600); default DATA_DIR/pseudonym.key, created on first use", EnvVars: []string{"ROAMTRAIL_KEY_FILE"}},
+		&cli.StringFlag{Name: "collect", Value: "all", Usage: "whose location events are kept: all (everyone but who opted out with TD) or opted-in (only who opted in with KT)", EnvVars: []string{"ROAMTRAIL_COLLECT"}},
 	}
 }
 
 // services is what a data dir opens into.
 type services struct {
-	db      *store.DB
-	ps      *privacy.Pseudonymizer
-	catalog *itinerary.Catalog
-	engine  *itinerary.Engine
-	loc     *time.Location
-	rules   itinerary.Rules
-	key     []byte // the pseudonym key, from which the sealer derives its own
+	db        *store.DB
+	ps        *privacy.Pseudonymizer
+	catalog   *itinerary.Catalog
+	engine    *itinerary.Engine
+	loc       *time.Location
+	rules     itinerary.Rules
+	collect   store.Collect
+	retention int    // days
+	key       []byte // the pseudonym key, from which the sealer derives its own
 }
 
 func (s *services) Close() error {
@@ -101,7 +105,16 @@ func storeOptions(c *cli.Context) (store.Options, itinerary.Rules, error) {
 	if r := c.Int("retention"); r < 1 || r > 366 {
 		return store.Options{}, itinerary.Rules{}, fmt.Errorf("--retention: want 1 to 366 days, got %d", r)
 	}
-	return store.Options{Location: loc, Retention: c.Int("retention")}, itinerary.Rules{MinDwell: c.Duration("min-dwell")}, nil
+	var collect store.Collect
+	switch c.String("collect") {
+	case "all", "": // "": a command without the flag opens with the default
+		collect = store.CollectAll
+	case "opted-in":
+		collect = store.CollectOptedIn
+	default:
+		return store.Options{}, itinerary.Rules{}, fmt.Errorf("--collect: want all or opted-in")
+	}
+	return store.Options{Location: loc, Retention: c.Int("retention"), Collect: collect}, itinerary.Rules{MinDwell: c.Duration("min-dwell")}, nil
 }
 
 // openServices opens the data dir named by the store flags.
@@ -137,7 +150,7 @@ func (e *env) openServices(c *cli.Context, log zerolog.Logger) (*services, error
 		return nil, err
 	}
 	return &services{
-		db: db, ps: ps, catalog: cat, loc: opts.Location, rules: rules, key: key,
+		db: db, ps: ps, catalog: cat, loc: opts.Location, rules: rules, collect: opts.Collect, retention: opts.Retention, key: key,
 		engine: &itinerary.Engine{Source: db, Rules: rules, Location: opts.Location},
 	}, nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,7 +20,7 @@ func (e *env) ingestCommand() *cli.Command {
 		Name:      "ingest",
 		Usage:     "read location events (CSV msisdn,time,region or JSON Lines) into the store",
 		ArgsUsage: "FILE|-",
-		Flags: append(storeFlags(),
+		Flags: append(storeFlags(), auditKeyFlag(),
 			&cli.IntFlag{Name: "batch", Value: 1 << 16, Usage: "rows per synced batch"},
 		),
 		Action: func(c *cli.Context) error {
@@ -53,6 +55,13 @@ func (e *env) ingestCommand() *cli.Command {
 				return err
 			}
 			defer svc.Close()
+			// Opened before anything is stored, so that a log that cannot
+			// be written stops the run rather than leave it unrecorded.
+			alog, err := openAuditLog(c, c.String("data-dir"), log)
+			if err != nil {
+				return err
+			}
+			defer alog.Close()
 			opts := feed.Options{BatchSize: c.Int("batch")}
 			if isTTY {
 				bar := progressbar.NewOptions64(size,
@@ -72,10 +81,14 @@ func (e *env) ingestCommand() *cli.Command {
 			}
 			sum, err := feed.Ingest(c.Context, in, svc.catalog, svc.ps, svc.db, opts)
 			fmt.Fprintln(e.stdout, sum.String())
+			// Recorded even when canceled: what was acknowledged is stored.
+			if _, lerr := alog.Append(context.WithoutCancel(c.Context), ingestEntry(sum, err)); lerr != nil {
+				err = errors.Join(err, fmt.Errorf("access log: %w", lerr))
+			}
 			if err != nil {
 				return fmt.Errorf("ingest stopped after the last acknowledged batch: %w", err)
 			}
-			return svc.Close()
+			return errors.Join(alog.Close(), svc.Close())
 		},
 	}
 }
@@ -85,7 +98,7 @@ func (e *env) purgeCommand() *cli.Command {
 		Name:      "purge",
 		Usage:     "delete every visit older than the retention window, from disk too",
 		ArgsUsage: " ",
-		Flags:     storeFlags(),
+		Flags:     append(storeFlags(), auditKeyFlag()),
 		Action: func(c *cli.Context) error {
 			log, err := e.logger(c)
 			if err != nil {
@@ -96,13 +109,21 @@ func (e *env) purgeCommand() *cli.Command {
 				return err
 			}
 			defer svc.Close()
+			alog, err := openAuditLog(c, c.String("data-dir"), log)
+			if err != nil {
+				return err
+			}
+			defer alog.Close()
 			st, err := svc.db.Purge(c.Context)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "purged everything before %s: %d visits from memory, disk %d -> %d bytes in %s\n",
 				st.Cutoff, st.MemVisits, st.DiskBefore, st.DiskAfter, st.Took)
-			return svc.Close()
+			if _, err := alog.Append(c.Context, purgeEntry(st, svc.retention)); err != nil {
+				return fmt.Errorf("purged, but the access log did not record it: %w", err)
+			}
+			return errors.Join(alog.Close(), svc.Close())
 		},
 	}
 }

@@ -20,10 +20,12 @@ import (
 
 	"github.com/roamtrail/roamtrail/itinerary"
 	"github.com/roamtrail/roamtrail/privacy"
+	"github.com/roamtrail/roamtrail/privacy/audit"
 	"github.com/roamtrail/roamtrail/smsgw"
 	"github.com/roamtrail/roamtrail/smsgw/smpp"
 	"github.com/roamtrail/roamtrail/smsgw/smstext"
 	"github.com/roamtrail/roamtrail/smsgw/state"
+	"github.com/roamtrail/roamtrail/store"
 )
 
 // gatewayFlags are serve's own flags; each is also read from
@@ -51,6 +53,7 @@ func gatewayFlags() []cli.Flag {
 		&cli.IntFlag{Name: "daily-limit", Value: 10, Usage: "itinerary requests per subscriber per day"},
 		&cli.IntFlag{Name: "global-limit", Value: 120_000, Usage: "MOs taken per minute across all instances (a flood breaker)"},
 		&cli.IntFlag{Name: "workers", Value: 16, Usage: "jobs worked on at once"},
+		auditKeyFlag(),
 	}
 	for _, f := range storeFlags() {
 		fs = append(fs, f)
@@ -182,6 +185,7 @@ type stack struct {
 	http    *http.Server
 	httpLn  net.Listener
 	admin   *adminServer // admin.go
+	alog    *audit.Log   // the access log: self-queries, consent, purges, staff
 	wg      sync.WaitGroup
 	errs    chan error
 
@@ -226,6 +230,14 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 	if st.svc, err = e.openServices(c, log); err != nil {
 		return nil, err
 	}
+	// The access log (DATA_DIR/audit), signed with --audit-key: every
+	// itinerary and every change of consent is on it before it is sent or
+	// confirmed. serve is its one writer while it runs; staff commands
+	// reach it through the admin socket.
+	dataDir := c.String("data-dir")
+	if st.alog, err = openAuditLog(c, dataDir, log); err != nil {
+		return nil, err
+	}
 	sealer, err := privacy.NewSealer(st.svc.key, nil)
 	if err != nil {
 		return nil, err
@@ -256,6 +268,7 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 	}}
 	gwOpts := cfg.gw
 	gwOpts.Wording, gwOpts.Location, gwOpts.Logger, gwOpts.Registerer = words, st.svc.loc, &log, reg
+	gwOpts.OptInRequired = st.svc.collect == store.CollectOptedIn
 
 	smppOpts := cfg.smpp
 	smppOpts.Logger, smppOpts.Registerer = &log, reg
@@ -266,14 +279,15 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 	if st.gw, err = smsgw.New(gwOpts, smsgw.Deps{
 		Itineraries: st.svc.engine, Jobs: st.svc.db, State: st.state, Sender: st.session,
 		Pseudonyms: st.svc.ps, Sealer: sealer,
+		Consent: st.svc.db, AccessLog: accessLog{st.alog, auditDir(dataDir)},
 	}); err != nil {
 		return nil, err
 	}
 
 	// Staff commands run here while serve runs (admin.go), listening before
-	// the bind so that it answers once serve is bound. Pass serve's
-	// access log instead of nil once serve opens one: it admits one writer.
-	if st.admin, err = e.startAdmin(c, log, cfg, st, nil); err != nil {
+	// the bind so that it answers once serve is bound. They append to
+	// serve's access log: it admits one writer.
+	if st.admin, err = e.startAdmin(c, log, cfg, st, st.alog); err != nil {
 		return nil, err
 	}
 
@@ -310,19 +324,35 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 	})
 	purgeCtx, stopPurge := context.WithCancel(runCtx)
 	st.stopPurge = stopPurge
-	st.wg.Go(func() { purgeLoop(purgeCtx, st.svc, log) })
+	st.wg.Go(func() { purgeLoop(purgeCtx, st.svc, st.alog, log) })
+	// A signed checkpoint a minute while there are new entries; Close
+	// writes the last one at shutdown.
+	st.wg.Go(func() {
+		if err := st.alog.RunCheckpoints(purgeCtx, time.Minute); err != nil {
+			log.Error().Err(err).Msg("access log checkpoints stopped")
+		}
+	})
 	log.Info().Str("smsc", cfg.smpp.Addr).Str("short_code", cfg.shortCode).Bool("redis", cfg.redisURL != "").Msg("serving")
 	return st, nil
 }
 
 // purgeLoop enforces retention on disk hourly (and once at start), so that
-// nothing outlives the window by more than an hour.
-func purgeLoop(ctx context.Context, svc *services, log zerolog.Logger) {
+// nothing outlives the window by more than an hour. A purge that deleted
+// something (the first of each day, and the first at start) is logged.
+func purgeLoop(ctx context.Context, svc *services, alog *audit.Log, log zerolog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
+	lastCutoff := ""
 	for {
-		if _, err := svc.db.Purge(ctx); err != nil && ctx.Err() == nil {
+		st, err := svc.db.Purge(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
 			log.Error().Err(err).Msg("purge failed")
+		case err == nil && st.Cutoff != lastCutoff:
+			lastCutoff = st.Cutoff
+			if _, err := alog.Append(ctx, purgeEntry(st, svc.retention)); err != nil && ctx.Err() == nil {
+				log.Error().Err(err).Msg("cannot log a purge in the access log")
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -352,6 +382,7 @@ func (st *stack) stop(ctx context.Context) error {
 	if st.state != nil {
 		errs = append(errs, st.state.Close())
 	}
+	errs = append(errs, st.alog.Close()) // the last checkpoint
 	errs = append(errs, st.svc.Close())
 	return errors.Join(errs...)
 }

@@ -1,0 +1,481 @@
+package smsgw
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/roamtrail/roamtrail/itinerary"
+	"github.com/roamtrail/roamtrail/itinerary/msisdn"
+	"github.com/roamtrail/roamtrail/privacy"
+	"github.com/roamtrail/roamtrail/privacy/audit"
+	"github.com/roamtrail/roamtrail/smsgw/smpp"
+	"github.com/roamtrail/roamtrail/smsgw/state"
+)
+
+// The gateway's dialogue with fakes for the SMSC, the store and the queue,
+// and a real access log: what a subscriber texts, what the gateway sends
+// back, what it logs.
+
+var (
+	_ State     = (*state.Memory)(nil)
+	_ State     = (*state.Redis)(nil)
+	_ AccessLog = logDir{}
+)
+
+// logDir is the access log as cmd wires it: a *audit.Log, and audit.Last
+// on its dir.
+type logDir struct {
+	*audit.Log
+	dir string
+}
+
+func (l logDir) Last(ctx context.Context, subject string, n int) ([]audit.Entry, error) {
+	return audit.Last(ctx, l.dir, subject, n)
+}
+
+// flakyLog fails every Append while fail is set.
+type flakyLog struct {
+	AccessLog
+	fail atomic.Bool
+}
+
+func (f *flakyLog) Append(ctx context.Context, e audit.Entry) (audit.Entry, error) {
+	if f.fail.Load() {
+		return audit.Entry{}, errors.New("disk full")
+	}
+	return f.AccessLog.Append(ctx, e)
+}
+
+// fakeConsent is the store's consent, in memory, with the same transitions.
+type fakeConsent struct {
+	mu     sync.Mutex
+	m      map[itinerary.Pseudonym]itinerary.Consent
+	erased map[itinerary.Pseudonym]int
+}
+
+func (f *fakeConsent) OptOut(_ context.Context, sub itinerary.Pseudonym, at time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.m[sub] = f.m[sub].WithOptOut(at)
+	f.erased[sub]++
+	return nil
+}
+
+func (f *fakeConsent) OptIn(_ context.Context, sub itinerary.Pseudonym, at time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.m[sub] = f.m[sub].WithOptIn(at)
+	return nil
+}
+
+func (f *fakeConsent) Consent(_ context.Context, sub itinerary.Pseudonym) (itinerary.Consent, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.m[sub], nil
+}
+
+// fakeItineraries has been to Beijing, always.
+type fakeItineraries struct{ lookups atomic.Int32 }
+
+func (f *fakeItineraries) Lookup(_ context.Context, _ itinerary.Pseudonym, days int) (itinerary.Itinerary, error) {
+	f.lookups.Add(1)
+	return itinerary.Itinerary{Window: itinerary.Window{First: 1, Last: itinerary.Day(days)}, Places: []itinerary.Place{{Region: 110100, FirstDay: 1, LastDay: 1}}}, nil
+}
+
+func (f *fakeItineraries) LookupSplit(ctx context.Context, sub itinerary.Pseudonym, days, recent int) (itinerary.Itinerary, itinerary.Itinerary, error) {
+	a, _ := f.Lookup(ctx, sub, recent)
+	b, _ := f.Lookup(ctx, sub, days-recent)
+	return a, b, nil
+}
+
+// memJobs is the durable queue in memory.
+type memJobs struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (q *memJobs) PutJob(_ context.Context, id, v []byte) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.m[string(id)] = slices.Clone(v)
+	return nil
+}
+
+func (q *memJobs) DeleteJob(_ context.Context, id []byte) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.m, string(id))
+	return nil
+}
+
+func (q *memJobs) Jobs(_ context.Context, fn func(id, v []byte) error) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for id, v := range q.m {
+		if err := fn([]byte(id), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (q *memJobs) SyncJobs(context.Context) error { return nil }
+
+// sink is the SMSC: it keeps every message submitted.
+type sink struct {
+	mu   sync.Mutex
+	msgs []*smpp.Message
+	more chan struct{}
+}
+
+func (s *sink) SubmitParts(_ context.Context, m *smpp.Message) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.msgs = append(s.msgs, m)
+	close(s.more)
+	s.more = make(chan struct{})
+	return []string{"1"}, nil
+}
+
+type hashPseudonyms struct{}
+
+func (hashPseudonyms) Pseudonym(n msisdn.Number) itinerary.Pseudonym {
+	sum := sha256.Sum256([]byte(n))
+	return itinerary.Pseudonym(sum[:16])
+}
+
+type testGateway struct {
+	t       *testing.T
+	g       *Gateway
+	sink    *sink
+	consent *fakeConsent
+	itins   *fakeItineraries
+	log     *flakyLog
+	logDir  string
+}
+
+func newTestGateway(t *testing.T, opts Options) *testGateway {
+	t.Helper()
+	cat, err := itinerary.NewCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := privacy.NewSealer(make([]byte, 32), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := state.NewMemory(state.MemoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "audit")
+	signer, _, err := audit.LoadOrCreateSigner(filepath.Join(t.TempDir(), "audit.key"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	al, err := audit.Open(dir, audit.Options{Signer: signer, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { al.Close() })
+	tg := &testGateway{
+		t:       t,
+		sink:    &sink{more: make(chan struct{})},
+		consent: &fakeConsent{m: map[itinerary.Pseudonym]itinerary.Consent{}, erased: map[itinerary.Pseudonym]int{}},
+		itins:   &fakeItineraries{},
+		log:     &flakyLog{AccessLog: logDir{al, dir}},
+		logDir:  dir,
+	}
+	opts.Wording = itinerary.Wording{Catalog: cat}
+	if opts.Backoff == nil {
+		opts.Backoff = func(int) time.Duration { return 20 * time.Millisecond }
+	}
+	tg.g, err = New(opts, Deps{
+		Itineraries: tg.itins, Jobs: &memJobs{m: map[string][]byte{}}, State: mem, Sender: tg.sink,
+		Pseudonyms: hashPseudonyms{}, Sealer: sealer, Consent: tg.consent, AccessLog: tg.log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tg.g.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); tg.g.Shutdown(context.Background()); <-done })
+	return tg
+}
+
+// send texts the gateway from number and returns the replies that came
+// before its queue was empty again.
+func (tg *testGateway) send(from, text string) []string {
+	tg.t.Helper()
+	tg.sink.mu.Lock()
+	mark := len(tg.sink.msgs)
+	tg.sink.mu.Unlock()
+	if st := tg.g.Handle(context.Background(), &smpp.Deliver{Source: smpp.Address{Addr: from}, Text: text}); st != smpp.StatusOK {
+		tg.t.Fatalf("Handle(%q) = %v", text, st)
+	}
+	tg.waitIdle()
+	tg.sink.mu.Lock()
+	defer tg.sink.mu.Unlock()
+	var out []string
+	for _, m := range tg.sink.msgs[mark:] {
+		out = append(out, m.Text)
+	}
+	return out
+}
+
+// waitIdle waits until no job is queued, in progress or waiting to retry.
+func (tg *testGateway) waitIdle() {
+	tg.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tg.g.mu.Lock()
+		n := tg.g.backlog
+		tg.g.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tg.t.Fatalf("%d jobs still in hand", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// expect sends text and checks the one reply.
+func (tg *testGateway) expect(from, text, want string) {
+	tg.t.Helper()
+	got := tg.send(from, text)
+	if len(got) != 1 || got[0] != want {
+		tg.t.Fatalf("%s sends %q: got %q, want %q", from, text, got, want)
+	}
+}
+
+// entries reads the whole access log.
+func (tg *testGateway) entries() []audit.Entry {
+	tg.t.Helper()
+	var es []audit.Entry
+	if err := audit.Scan(context.Background(), tg.logDir, audit.Filter{}, func(e audit.Entry) error { es = append(es, e); return nil }); err != nil {
+		tg.t.Fatal(err)
+	}
+	return es
+}
+
+const (
+	alice       = "8613800138000"
+	aliceMasked = "138****8000"
+	bob         = "8613900139000"
+)
+
+func subOf(t *testing.T, number string) itinerary.Pseudonym {
+	t.Helper()
+	n, err := msisdn.Parse(number)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hashPseudonyms{}.Pseudonym(n)
+}
+
+func TestSelfQueryIsLogged(t *testing.T) {
+	tg := newTestGateway(t, Options{})
+	tg.expect(alice, "CXMYD30", promptText(30, itinerary.Chinese, 10))
+	got := tg.send(alice, "Y")
+	if len(got) != 1 || !strings.Contains(got[0], "北京市") {
+		t.Fatalf("Y: got %q, want an itinerary", got)
+	}
+	es := tg.entries()
+	if len(es) != 1 {
+		t.Fatalf("%d entries, want 1: %+v", len(es), es)
+	}
+	e := es[0]
+	want := audit.Entry{Actor: audit.ActorSelf, Role: audit.RoleSubscriber, Action: audit.ActSelfQuery,
+		Subject: audit.SubjectOf(subOf(t, alice)), Masked: aliceMasked, Window: 30, Outcome: "ok"}
+	e.Seq, e.Time, e.Prev, e.Hash = 0, time.Time{}, "", ""
+	if e != want {
+		t.Errorf("entry %+v, want %+v", e, want)
+	}
+	// No number and no itinerary in the log's files, in any form.
+	files, _ := filepath.Glob(filepath.Join(tg.logDir, "*"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, leak := range []string{"13800138000", "北京", "Beijing", "110100", got[0]} {
+			if strings.Contains(string(b), leak) {
+				t.Errorf("%s holds %q", filepath.Base(f), leak)
+			}
+		}
+	}
+}
+
+func TestAccessLogFailureSendsNothing(t *testing.T) {
+	tg := newTestGateway(t, Options{})
+	tg.expect(alice, "TRIP", promptText(15, itinerary.English, 10))
+	tg.log.fail.Store(true)
+	tg.g.Handle(context.Background(), &smpp.Deliver{Source: smpp.Address{Addr: alice}, Text: "Y"})
+	// The job retries every 20 ms while the log fails: nothing goes out.
+	time.Sleep(300 * time.Millisecond)
+	tg.sink.mu.Lock()
+	n := len(tg.sink.msgs)
+	tg.sink.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d messages with the access log failing, want only the prompt", n)
+	}
+	// Once the log takes the entry, the itinerary goes, once.
+	tg.log.fail.Store(false)
+	tg.waitIdle()
+	tg.sink.mu.Lock()
+	msgs := tg.sink.msgs
+	tg.sink.mu.Unlock()
+	if len(msgs) != 2 || !strings.Contains(msgs[1].Text, "Beijing") {
+		t.Fatalf("after the log recovered: %d messages, last %q", len(msgs), msgs[len(msgs)-1].Text)
+	}
+	if es := tg.entries(); len(es) != 1 || es[0].Action != audit.ActSelfQuery {
+		t.Errorf("entries %+v, want one self-query", es)
+	}
+}
+
+func TestOptOutAndIn(t *testing.T) {
+	tg := newTestGateway(t, Options{})
+	sub := subOf(t, alice)
+	// A pending request is forgotten with the opt-out.
+	tg.expect(alice, "CXMYD", promptText(15, itinerary.Chinese, 10))
+	tg.expect(alice, "TD", optedOutText(itinerary.Chinese))
+	if c, _ := tg.consent.Consent(context.Background(), sub); !c.Out() || tg.consent.erased[sub] != 1 {
+		t.Fatalf("after TD: consent %+v, erased %d times", c, tg.consent.erased[sub])
+	}
+	tg.expect(alice, "Y", nothingPendingText(itinerary.English))
+	// A request while opted out says how to opt in, and looks nothing up.
+	tg.expect(alice, "CXMYD", recordingOffText(itinerary.Chinese))
+	tg.expect(alice, "trip 30", recordingOffText(itinerary.English))
+	if n := tg.itins.lookups.Load(); n != 0 {
+		t.Errorf("%d lookups for an opted-out subscriber", n)
+	}
+	// The same TD again (as the SMSC redelivers it) is not answered twice.
+	if got := tg.send(alice, "TD"); len(got) != 0 {
+		t.Errorf("a repeated TD got %q", got)
+	}
+	tg.expect(alice, "START", optedInText(itinerary.English))
+	if c, _ := tg.consent.Consent(context.Background(), sub); !c.In() {
+		t.Fatalf("after START: consent %+v", c)
+	}
+	if got := tg.send(alice, "START"); len(got) != 0 {
+		t.Errorf("a repeated START got %q", got)
+	}
+	// The same keyword after the dialogue moved on is answered again:
+	// recording is on, so this one prompts.
+	tg.expect(alice, "CXMYD", promptText(15, itinerary.Chinese, 10))
+	tg.expect(alice, "STOP", optedOutText(itinerary.English))
+	tg.expect(alice, "开通", optedInText(itinerary.Chinese))
+
+	var actions []string
+	for _, e := range tg.entries() {
+		if e.Subject != audit.SubjectOf(sub) || e.Masked != aliceMasked || e.Actor != audit.ActorSelf {
+			t.Errorf("entry %+v", e)
+		}
+		actions = append(actions, e.Action)
+	}
+	if want := []string{audit.ActOptOut, audit.ActOptIn, audit.ActOptOut, audit.ActOptIn}; !slices.Equal(actions, want) {
+		t.Errorf("logged %v, want %v", actions, want)
+	}
+}
+
+func TestOptInRequired(t *testing.T) {
+	tg := newTestGateway(t, Options{OptInRequired: true})
+	tg.expect(bob, "CXMYD", recordingOffText(itinerary.Chinese))
+	tg.expect(bob, "KT", optedInText(itinerary.Chinese))
+	tg.expect(bob, "CXMYD", promptText(15, itinerary.Chinese, 10))
+}
+
+func TestOptInLoggedFirst(t *testing.T) {
+	tg := newTestGateway(t, Options{})
+	tg.log.fail.Store(true)
+	tg.g.Handle(context.Background(), &smpp.Deliver{Source: smpp.Address{Addr: alice}, Text: "KT"})
+	time.Sleep(200 * time.Millisecond)
+	if c, _ := tg.consent.Consent(context.Background(), subOf(t, alice)); c.In() {
+		t.Errorf("opted in while the access log refused the entry")
+	}
+	tg.log.fail.Store(false)
+	tg.waitIdle()
+	if c, _ := tg.consent.Consent(context.Background(), subOf(t, alice)); !c.In() {
+		t.Errorf("not opted in once the log recovered")
+	}
+}
+
+func TestOptOutDoesNotWaitForTheLog(t *testing.T) {
+	tg := newTestGateway(t, Options{})
+	tg.log.fail.Store(true)
+	tg.g.Handle(context.Background(), &smpp.Deliver{Source: smpp.Address{Addr: alice}, Text: "TD"})
+	time.Sleep(200 * time.Millisecond)
+	if c, _ := tg.consent.Consent(context.Background(), subOf(t, alice)); !c.Out() {
+		t.Errorf("not opted out while the access log fails")
+	}
+	tg.sink.mu.Lock()
+	n := len(tg.sink.msgs)
+	tg.sink.mu.Unlock()
+	if n != 0 {
+		t.Errorf("the opt-out was confirmed before it was logged")
+	}
+	tg.log.fail.Store(false)
+	tg.waitIdle()
+	if es := tg.entries(); len(es) != 1 || es[0].Action != audit.ActOptOut {
+		t.Errorf("entries %+v, want one opt-out", es)
+	}
+}
+
+func TestAccesses(t *testing.T) {
+	loc := time.FixedZone("CST", 8*3600)
+	var now atomic.Pointer[time.Time]
+	set := func(t time.Time) { now.Store(&t) }
+	set(time.Now())
+	tg := newTestGateway(t, Options{Location: loc, Now: func() time.Time { return *now.Load() }})
+	sub := subOf(t, alice)
+	tg.expect(alice, "JL", accessesText(nil, itinerary.Chinese, loc, time.Now()))
+	tg.expect(alice, "CXMYD", promptText(15, itinerary.Chinese, 10))
+	tg.send(alice, "Y")
+	// Staff looked too, and someone else's lookups are not listed.
+	if _, err := tg.log.Append(context.Background(), audit.Entry{Actor: "op-17", Role: audit.RoleAgent, Action: audit.ActStaffLookup,
+		Subject: audit.SubjectOf(sub), Masked: aliceMasked, Window: 30, Ticket: "T-1", Outcome: "granted"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tg.log.Append(context.Background(), audit.Entry{Actor: "op-17", Role: audit.RoleAgent, Action: audit.ActStaffLookup,
+		Subject: audit.SubjectOf(sub), Masked: aliceMasked, Window: 15, Ticket: "T-2", Outcome: "denied"}); err != nil {
+		t.Fatal(err)
+	}
+	tg.expect(bob, "TRIP", promptText(15, itinerary.English, 10))
+	tg.send(bob, "Y")
+
+	es := tg.entries()
+	got := tg.send(alice, "记录")
+	want := accessesText([]access{{When: es[1].Time, Staff: true, Days: 30}, {When: es[0].Time, Days: 15}}, itinerary.Chinese, loc, *now.Load())
+	if len(got) != 1 || got[0] != want {
+		t.Fatalf("JL: got %q, want %q", got, want)
+	}
+	if strings.Contains(got[0], "op-17") || strings.Contains(got[0], "T-1") {
+		t.Errorf("JL names the operator or the ticket: %q", got[0])
+	}
+
+	// The number changes hands: the new holder sees nothing of before.
+	tg.consent.mu.Lock()
+	tg.consent.m[sub] = tg.consent.m[sub].WithReassigned(time.Now().Add(time.Second)) // past the entries' second
+	tg.consent.mu.Unlock()
+	set(time.Now().Add(time.Minute))
+	tg.expect(alice, "LOG", accessesText(nil, itinerary.English, loc, *now.Load()))
+}
+
+func TestAccessesCountTowardTheLimit(t *testing.T) {
+	tg := newTestGateway(t, Options{DailyLimit: 2})
+	tg.expect(alice, "ACCESS", accessesText(nil, itinerary.English, shanghai(t), time.Now()))
+	tg.expect(alice, "TRIP", promptText(15, itinerary.English, 10))
+	tg.expect(alice, "JL", limitText(2, itinerary.Chinese))
+}
