@@ -97,7 +97,7 @@ func (e *env) demoCommand() *cli.Command {
 				return fmt.Errorf("the gateway did not bind to the embedded SMSC: %w", err)
 			}
 			fmt.Fprintf(e.stdout, "roamtrail demo: SMSC simulator on %s, gateway bound, %d subscribers with 30 days of history (%d events).\n", sim.Addr(), pop.Subscribers, sum.Rows)
-			fmt.Fprintf(e.stdout, "Text the short code %s: CXMYD, CXMYD30, TRIP, TRIP 30, then Y. /phone NUMBER switches the sender, /quit ends.\n", shortCode)
+			fmt.Fprintf(e.stdout, "Text the short code %s: CXMYD, CXMYD30, TRIP, TRIP 30, then Y; JL lists lookups, TD opts out, KT in. /phone NUMBER switches the sender, /quit ends.\n", shortCode)
 			return con.run(c.Context, e, sim)
 		},
 	}
