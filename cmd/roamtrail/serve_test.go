@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,12 +17,9 @@ import (
 // SMSC simulator over loopback TCP, on a data dir holding a small hand-made
 // history.
 type gatewayHarness struct {
-	t       *testing.T
-	sim     *smsc.Server
-	dataDir string
-	cancel  context.CancelFunc
-	done    chan error
-	mts     chan smsc.MT
+	t   *testing.T
+	sim *simHarness
+	srv *serveProc
 }
 
 // historyCSV is a hand-made history relative to now: 13800138000 lived in
@@ -54,79 +50,18 @@ func historyCSV(now time.Time) string {
 
 func startGateway(t *testing.T, extra ...string) *gatewayHarness {
 	t.Helper()
-	h := &gatewayHarness{t: t, dataDir: filepath.Join(t.TempDir(), "data"), done: make(chan error, 1), mts: make(chan smsc.MT, 256)}
-	var err error
-	h.sim, err = smsc.Listen("127.0.0.1:0", smsc.Options{OnMT: func(mt smsc.MT) { h.mts <- mt }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	simCtx, stopSim := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { h.sim.Serve(simCtx) })
-	t.Cleanup(func() { h.sim.Close(); stopSim(); wg.Wait() })
-
-	if _, _, err := runCmd(t, historyCSV(time.Now()), "ingest", "--data-dir", h.dataDir, "-"); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	args := append([]string{"roamtrail", "--log-level", "warn", "serve", "--smsc", h.sim.Addr(), "--data-dir", h.dataDir, "--http", "127.0.0.1:0"}, extra...)
-	var out, errb syncBuffer
-	go func() { h.done <- run(ctx, args, strings.NewReader(""), &out, &errb) }()
-	t.Cleanup(func() {
-		h.stop()
-		if t.Failed() {
-			t.Logf("serve stderr:\n%s", errb.String())
-		}
-	})
-	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer wcancel()
-	if err := h.sim.WaitBound(wctx, 1); err != nil {
-		t.Fatalf("gateway never bound: %v\n%s", err, errb.String())
-	}
+	h := &gatewayHarness{t: t, sim: startSim(t, smsc.Options{})}
+	h.srv = startServe(t, serveConfig{smsc: h.sim.Addr(), args: extra})
+	waitBound(t, h.sim, 1)
 	return h
-}
-
-// stop is SIGTERM: serve must finish and exit cleanly.
-func (h *gatewayHarness) stop() {
-	if h.cancel == nil {
-		return
-	}
-	h.cancel()
-	h.cancel = nil
-	select {
-	case err := <-h.done:
-		if err != nil {
-			h.t.Errorf("serve exited with %v", err)
-		}
-	case <-time.After(40 * time.Second):
-		h.t.Error("serve did not exit after SIGTERM")
-	}
 }
 
 // send injects an MO and returns the replies that arrive within a moment.
 func (h *gatewayHarness) send(from, text string) []smsc.MT {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := h.sim.InjectMO(ctx, from, "10086", text); err != nil {
-		h.t.Fatalf("inject %q: %v", text, err)
-	}
-	return h.replies(5*time.Second, 300*time.Millisecond)
-}
-
-func (h *gatewayHarness) replies(first, quiet time.Duration) []smsc.MT {
-	var got []smsc.MT
-	wait := first
-	for {
-		select {
-		case mt := <-h.mts:
-			got = append(got, mt)
-			wait = quiet
-		case <-time.After(wait):
-			return got
-		}
-	}
+	mark := h.sim.mark()
+	h.sim.inject(h.t, from, text)
+	return h.sim.collect(mark, 5*time.Second, 300*time.Millisecond)
 }
 
 // TestDialogueTranscripts plays testdata/dialogue/*.txt: lines "> FROM TEXT"
