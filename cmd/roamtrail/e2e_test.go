@@ -972,4 +972,35 @@ func TestE2ERedisUnavailable(t *testing.T) {
 		settle(sim)
 		wantOnly(t, sim, e164(asking), promptEN15, tripEN15)
 	})
+
+	t.Run("lost after an MO was taken", func(t *testing.T) {
+		// The job waits for Redis, outlives a SIGTERM in the data dir,
+		// and the next run answers it, once.
+		opts, _ := redis.ParseURL(url)
+		proxy := startProxy(t, opts.Addr, false)
+		args := []string{"--redis-url", strings.Replace(url, opts.Addr, proxy.Addr(), 1), "--redis-prefix", redisPrefix(t, url)}
+		sim := startSim(t, smsc.Options{})
+		srv := startServe(t, serveConfig{smsc: sim.Addr(), args: args})
+		waitBound(t, sim, 1)
+		// Slow answers: the job's first call to Redis is still out when
+		// Redis goes away.
+		proxy.setDelay(300 * time.Millisecond)
+		sim.inject(t, historyNumber, "TRIP")
+		proxy.Down()
+		if got := sim.collect(0, quietFor, quietFor); len(got) != 0 {
+			t.Fatalf("answered without state:\n%s", mtList(got))
+		}
+		if err := srv.stop(); err != nil {
+			t.Fatalf("serve returned %v", err)
+		}
+		proxy.setDelay(0)
+		proxy.Up()
+		startServe(t, serveConfig{smsc: sim.Addr(), dataDir: srv.dataDir, args: args})
+		sim.waitTo(t, e164(historyNumber), 1)
+		settle(sim)
+		wantOnly(t, sim, e164(historyNumber), promptEN15)
+		if st := sim.Stats(); st.MOPartsSent != 1 {
+			t.Errorf("the MO was delivered %d times; it was taken the first", st.MOPartsSent)
+		}
+	})
 }
