@@ -212,7 +212,9 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 		stopEcho()
 		echoWG.Wait()
 	}()
-	if err := echo.Session().WaitBound(wctx); err != nil {
+	ectx, ecancel := context.WithTimeout(ctx, 10*time.Second)
+	defer ecancel()
+	if err := echo.Session().WaitBound(ectx); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(e.stderr, "bench sms: driving the echo ESME for %s...\n", cfg.duration)

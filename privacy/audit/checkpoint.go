@@ -111,13 +111,14 @@ func (l *Log) Checkpoint(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	c := checkpoint{seq: l.seq, hash: l.hash}
-	if l.opts.NoSync && l.f != nil {
+	if l.f != nil && l.synced < l.seq {
 		// A checkpoint must not vouch for entries still in the page cache.
 		if err := l.f.Sync(); err != nil {
 			l.err = err
 			l.mu.Unlock()
 			return nil, fmt.Errorf("%w: %w", ErrFailed, err)
 		}
+		l.synced = l.seq
 	}
 	l.mu.Unlock()
 	return l.writeCheckpoint(c)

@@ -81,6 +81,14 @@ type Log struct {
 	err    error  // the first write failure; sticky
 	closed bool
 
+	// Group commit: appenders write their line under mu, then wait until
+	// an fsync covers it. One of them at a time (syncing) runs the fsync
+	// with mu released, so the lines others write meanwhile share the
+	// next one. synced is the last seq known to be on disk.
+	syncCond *sync.Cond
+	syncing  bool
+	synced   uint64
+
 	done      chan struct{} // closed by Close; stops RunCheckpoints
 	closeOnce sync.Once
 	closeErr  error
@@ -100,6 +108,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{dir: dir, opts: opts, log: *opts.Logger, genesis: genesis(opts.Name), done: make(chan struct{})}
+	l.syncCond = sync.NewCond(&l.mu)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
@@ -201,6 +210,7 @@ func (l *Log) recover() (torn int, err error) {
 				return torn, fmt.Errorf("audit: %w", err)
 			}
 			l.f, l.cur, l.size, l.seq, l.hash = f, lf, st.Size(), e.Seq, e.Hash
+			l.synced = e.Seq // read back from the file: on disk already
 			return torn, nil
 		}
 		// An empty file: a rotation that crashed before its first write, or
@@ -329,7 +339,45 @@ func (l *Log) append(e Entry) (Entry, error) {
 		return Entry{}, fmt.Errorf("%w: %w", ErrFailed, err)
 	}
 	l.seq, l.hash = e.Seq, e.Hash
+	if !l.opts.NoSync {
+		if err := l.waitSynced(e.Seq); err != nil {
+			return Entry{}, fmt.Errorf("%w: %w", ErrFailed, err)
+		}
+	}
 	return e, nil
+}
+
+// waitSynced returns once an fsync covers seq, running it itself when no
+// other appender is. Called with mu held; it releases mu while it waits or
+// syncs. A failed fsync fails the log closed, as a failed write does.
+func (l *Log) waitSynced(seq uint64) error {
+	for l.synced < seq {
+		if l.err != nil {
+			return l.err
+		}
+		if l.syncing {
+			l.syncCond.Wait()
+			continue
+		}
+		l.syncing = true
+		f, upto := l.f, l.seq
+		l.mu.Unlock()
+		err := f.Sync()
+		l.mu.Lock()
+		l.syncing = false
+		// A rotation may have closed f meanwhile: it synced f first.
+		if err != nil && !errors.Is(err, os.ErrClosed) {
+			if l.err == nil {
+				l.err = err
+				l.log.Error().Err(err).Uint64(logSeq, upto).Msg("audit: fsync failed; refusing appends until reopened")
+			}
+			l.syncCond.Broadcast()
+			return err
+		}
+		l.synced = max(l.synced, upto)
+		l.syncCond.Broadcast()
+	}
+	return nil
 }
 
 // write writes one line, starting a new file first if the line's day is
@@ -343,13 +391,7 @@ func (l *Log) write(t time.Time, line []byte) error {
 	}
 	n, err := l.f.Write(line)
 	l.size += int64(n)
-	if err != nil {
-		return err
-	}
-	if !l.opts.NoSync {
-		return l.f.Sync()
-	}
-	return nil
+	return err // synced by append (group commit)
 }
 
 // rotate closes the current file and starts the next. A file is named for
@@ -363,6 +405,7 @@ func (l *Log) rotate(day time.Time) error {
 		if err := l.f.Sync(); err != nil {
 			return err
 		}
+		l.synced = max(l.synced, l.seq)
 		if err := l.f.Close(); err != nil {
 			l.f = nil
 			return err
