@@ -152,14 +152,18 @@ func (e *env) staffRun(c *cli.Context, req staff.Request, needs staffNeeds, w io
 	return resp, nil
 }
 
-// staffLogger is the root logger, quieter by default: a staff command's
-// output is its result, not the service's info lines.
+// staffLogger is the root logger, quieter by default (a staff command's
+// output is its result, not the service's info lines) and serialised: the
+// SMPP session logs from several goroutines, and stderr may be any writer.
 func (e *env) staffLogger(c *cli.Context) (zerolog.Logger, error) {
 	log, err := e.logger(c)
-	if err == nil && c.String("log-level") == "info" {
+	if err != nil {
+		return log, err
+	}
+	if c.String("log-level") == "info" {
 		log = log.Level(zerolog.WarnLevel)
 	}
-	return log, err
+	return log.Output(zerolog.SyncWriter(e.stderr)), nil
 }
 
 // staffDirect is a staff.Service on the data dir and what it opened.
