@@ -207,16 +207,24 @@ func (e *env) auditVerify(c *cli.Context) error {
 		fmt.Fprintf(e.stdout, "access log FAILED verification%s after %d good entries\n", where, r.Entries)
 		return cli.Exit("access log failed verification: "+v.Problem, exitLogBad)
 	}
-	fmt.Fprintf(e.stdout, "access log verified: %d entries (seq %d to %d) in %d files, %d checkpoints matched", r.Entries, r.First, r.Last, r.Files, r.Checkpoints)
+	fmt.Fprintf(e.stdout, "access log verified: %s (seq %d to %d) in %s, %s matched",
+		plural(int(r.Entries), "entry", "entries"), r.First, r.Last, plural(r.Files, "file", "files"), plural(r.Checkpoints, "checkpoint", "checkpoints"))
 	if r.Anchor > 0 {
 		fmt.Fprintf(e.stdout, ", continuing from the prune anchor at seq %d", r.Anchor)
 	}
 	if r.Repairs > 0 {
-		fmt.Fprintf(e.stdout, "; %d crash repairs recorded", r.Repairs)
+		fmt.Fprintf(e.stdout, "; %s recorded", plural(r.Repairs, "crash repair", "crash repairs"))
 	}
 	fmt.Fprintln(e.stdout)
 	if req.Checkpoint == nil {
 		fmt.Fprintln(e.stdout, "note: without --checkpoint a log cut back at its end cannot be told from a shorter one; keep a copy of checkpoint.latest for the next audit")
 	}
 	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
 }

@@ -337,9 +337,9 @@ func notifierOptions(c *cli.Context, log zerolog.Logger) (smpp.Options, error) {
 	o := smpp.Options{
 		Addr: addr, SystemID: c.String("system-id"), Password: c.String("password"), SystemType: c.String("system-type"),
 		Mode: smpp.Transceiver, Name: "staff", Logger: &log,
-		// Retry every second, not with the service's long backoff: a person
-		// is waiting, and bindTimeout bounds the whole wait.
-		Backoff: func(int) time.Duration { return time.Second },
+		// Retry soon, not with the service's minute-long backoff: a person
+		// is waiting, and NotifyTimeout bounds the whole wait.
+		Backoff: func(n int) time.Duration { return min(500*time.Millisecond<<min(n, 4), 8*time.Second) },
 	}
 	if c.Bool("tls") {
 		o.TLS = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
@@ -393,9 +393,6 @@ type bindNotifier struct {
 	done chan error
 }
 
-// bindTimeout bounds waiting for the bind.
-const bindTimeout = 30 * time.Second
-
 func (b *bindNotifier) Notify(ctx context.Context, to msisdn.Number, text string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -407,9 +404,7 @@ func (b *bindNotifier) Notify(ctx context.Context, to msisdn.Number, text string
 		b.sess, b.done = sess, make(chan error, 1)
 		go func() { b.done <- sess.Serve(context.Background()) }()
 	}
-	bctx, cancel := context.WithTimeout(ctx, bindTimeout)
-	defer cancel()
-	if err := b.sess.WaitBound(bctx); err != nil {
+	if err := b.sess.WaitBound(ctx); err != nil { // staff.Options.NotifyTimeout bounds ctx
 		return fmt.Errorf("no bind to the SMSC at %s: %w", b.opts.Addr, err)
 	}
 	return (&smppNotifier{sender: b.sess, source: b.source, carriage: b.carriage}).Notify(ctx, to, text)
