@@ -22,7 +22,7 @@ const exitLogBad = 2
 
 func (e *env) auditCommand() *cli.Command {
 	common := func(extra ...cli.Flag) []cli.Flag {
-		shared := withConfig([]cli.Flag{storeFlag("data-dir"), storeFlag("key-file"), auditKeyFlag()})
+		shared := withConfig([]cli.Flag{storeFlag("data-dir"), storeFlag("key-file"), auditKeyFlag()}, staffConfigUsage)
 		return append(shared, append([]cli.Flag{operatorFlag()}, extra...)...)
 	}
 	showFlags := common(

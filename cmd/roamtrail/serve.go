@@ -31,9 +31,6 @@ import (
 // gatewayFlags are serve's own flags; each is also read from
 // ROAMTRAIL_<FLAG> and, with --config, from a YAML file (flags win).
 func gatewayFlags() []cli.Flag {
-	env := func(name string) []string {
-		return []string{"ROAMTRAIL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
-	}
 	fs := []cli.Flag{
 		&cli.StringFlag{Name: "smsc", Value: "127.0.0.1:2775", Usage: "the SMSC's HOST:PORT"},
 		&cli.StringFlag{Name: "system-id", Value: "roamtrail", Usage: "SMPP system_id"},
@@ -59,32 +56,7 @@ func gatewayFlags() []cli.Flag {
 		fs = append(fs, f)
 	}
 	// Every flag can come from the config file too.
-	out := make([]cli.Flag, 0, len(fs)+1)
-	for _, f := range fs {
-		switch f := f.(type) {
-		case *cli.StringFlag:
-			if f.EnvVars == nil {
-				f.EnvVars = env(f.Name)
-			}
-			out = append(out, altsrc.NewStringFlag(f))
-		case *cli.IntFlag:
-			if f.EnvVars == nil {
-				f.EnvVars = env(f.Name)
-			}
-			out = append(out, altsrc.NewIntFlag(f))
-		case *cli.Float64Flag:
-			f.EnvVars = env(f.Name)
-			out = append(out, altsrc.NewFloat64Flag(f))
-		case *cli.BoolFlag:
-			f.EnvVars = env(f.Name)
-			out = append(out, altsrc.NewBoolFlag(f))
-		case *cli.DurationFlag:
-			out = append(out, altsrc.NewDurationFlag(f))
-		default:
-			out = append(out, f)
-		}
-	}
-	return append(out, &cli.StringFlag{Name: "config", Usage: "YAML file with the same settings (flag names as keys)", EnvVars: []string{"ROAMTRAIL_CONFIG"}})
+	return withConfig(fs, "YAML file with the same settings (flag names as keys)")
 }
 
 func (e *env) serveCommand() *cli.Command {

@@ -283,9 +283,13 @@ func smscFlags() []cli.Flag {
 	}
 }
 
+// staffConfigUsage describes --config on the staff and audit commands.
+const staffConfigUsage = "serve's YAML file: the SMSC, data dir and key settings are read from it"
+
 // withConfig gives every flag its ROAMTRAIL_<FLAG> variable and makes it
-// readable from the --config YAML file, as serve's are; it adds --config.
-func withConfig(fs []cli.Flag) []cli.Flag {
+// readable from a --config YAML file (flags win over the file); it adds
+// --config, described by usage.
+func withConfig(fs []cli.Flag, usage string) []cli.Flag {
 	env := func(name string) []string {
 		return []string{"ROAMTRAIL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
 	}
@@ -302,6 +306,11 @@ func withConfig(fs []cli.Flag) []cli.Flag {
 				f.EnvVars = env(f.Name)
 			}
 			out = append(out, altsrc.NewIntFlag(f))
+		case *cli.Float64Flag:
+			if f.EnvVars == nil {
+				f.EnvVars = env(f.Name)
+			}
+			out = append(out, altsrc.NewFloat64Flag(f))
 		case *cli.BoolFlag:
 			if f.EnvVars == nil {
 				f.EnvVars = env(f.Name)
@@ -313,7 +322,7 @@ func withConfig(fs []cli.Flag) []cli.Flag {
 			out = append(out, f)
 		}
 	}
-	return append(out, &cli.StringFlag{Name: "config", Usage: "serve's YAML file: the SMSC, data dir and key settings are read from it", EnvVars: []string{"ROAMTRAIL_CONFIG"}})
+	return append(out, &cli.StringFlag{Name: "config", Usage: usage, EnvVars: []string{"ROAMTRAIL_CONFIG"}})
 }
 
 // notifierOptions validates the SMSC settings of a CLI run.
@@ -498,7 +507,7 @@ func (e *env) finish(resp staff.Response) error {
 }
 
 func (e *env) lookupCommand() *cli.Command {
-	flags := append(withConfig(append(append(storeFlags(), auditKeyFlag()), smscFlags()...)),
+	flags := append(withConfig(append(append(storeFlags(), auditKeyFlag()), smscFlags()...), staffConfigUsage),
 		operatorFlag(),
 		&cli.StringFlag{Name: "ticket", Usage: "the ticket the lookup is made under, which the subscriber is told (required)"},
 		&cli.IntFlag{Name: "days", Value: 15, Usage: "15 or 30"},
@@ -647,7 +656,7 @@ func displayWidth(s string) int {
 }
 
 func (e *env) eraseCommand() *cli.Command {
-	flags := append(withConfig(append(storeFlags(), auditKeyFlag())),
+	flags := append(withConfig(append(storeFlags(), auditKeyFlag()), staffConfigUsage),
 		operatorFlag(),
 		&cli.StringFlag{Name: "ticket", Usage: "the ticket of the subscriber's request (required)"},
 	)
@@ -684,7 +693,7 @@ func (e *env) eraseCommand() *cli.Command {
 
 func (e *env) operatorsCommand() *cli.Command {
 	common := func(extra ...cli.Flag) []cli.Flag {
-		return append(withConfig([]cli.Flag{storeFlag("data-dir"), auditKeyFlag()}), append([]cli.Flag{operatorFlag()}, extra...)...)
+		return append(withConfig([]cli.Flag{storeFlag("data-dir"), auditKeyFlag()}, staffConfigUsage), append([]cli.Flag{operatorFlag()}, extra...)...)
 	}
 	sub := func(name, usage, argsUsage string, flags []cli.Flag, action func(c *cli.Context, args []string) error) *cli.Command {
 		return &cli.Command{
