@@ -116,6 +116,15 @@ type Options struct {
 	// doubling to 60 s.
 	Backoff func(attempt int) time.Duration
 
+	// ResendLost sends a reply again when its submit_sm was written but
+	// never answered (the link died) and the SMSC then redelivers the MO
+	// it answers. Set it only on a transceiver bind: there the redelivery
+	// proves the deliver_sm_resp, and so the reply written after it on the
+	// same connection, never arrived. On a receiver + transmitter bind it
+	// proves nothing about the transmitter, and a resend could be a
+	// duplicate. Default false.
+	ResendLost bool
+
 	// Wording words itineraries. Its Catalog is required.
 	Wording itinerary.Wording
 
@@ -219,8 +228,11 @@ type Gateway struct {
 	running atomic.Bool
 
 	stateDownUntil atomic.Int64 // unix nanos: refuse MOs while the state store is failing
-	unsynced       atomic.Bool  // a job delete awaits an fsync
-	numbers        *msisdn.Parser
+
+	parkMu   sync.Mutex
+	parked   map[string]*parked // by claim key; see park
+	unsynced atomic.Bool        // a job delete awaits an fsync
+	numbers  *msisdn.Parser
 }
 
 // New returns a Gateway.
@@ -233,7 +245,7 @@ func New(opts Options, deps Deps) (*Gateway, error) {
 		deps.Consent == nil || deps.AccessLog == nil {
 		return nil, fmt.Errorf("%w: every dependency is required", ErrOptions)
 	}
-	g := &Gateway{opts: o, deps: deps, log: o.Logger.With().Str("component", "gateway").Logger(), m: newMetrics(o.Registerer), timers: make(map[*time.Timer]struct{}), inHand: make(map[string]struct{}), numbers: msisdn.NewParser(0)}
+	g := &Gateway{opts: o, deps: deps, log: o.Logger.With().Str("component", "gateway").Logger(), m: newMetrics(o.Registerer), timers: make(map[*time.Timer]struct{}), inHand: make(map[string]struct{}), numbers: msisdn.NewParser(0), parked: make(map[string]*parked)}
 	g.cond = sync.NewCond(&g.mu)
 	return g, nil
 }
@@ -565,13 +577,17 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 		if err != nil {
 			return g.stateErr(err)
 		}
-		first, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, tokenOf(d.Token, c)), j.ID, g.opts.DedupTTL)
+		first, err := g.claim(ctx, j, claimKey(j.Sub, j.Cmd, tokenOf(d.Token, c)))
 		if err != nil {
 			return g.stateErr(err)
 		}
 		if !first {
 			g.m.duplicates.Inc()
-			return nil
+			// On a transceiver bind, a redelivered MO means our
+			// deliver_sm_resp never reached the SMSC, so nothing we wrote
+			// after it did either: a reply whose outcome was unknown was
+			// lost, and is sent again, once.
+			return g.resendParked(ctx, j.claims[len(j.claims)-1])
 		}
 		j.Claimed = true
 	}
@@ -585,7 +601,7 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 		}
 		// A redelivery of this request will see the token this sets:
 		// claim it first, so the redelivery finds it taken.
-		if _, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, tokenOf(j.ID, c)), j.ID, g.opts.DedupTTL); err != nil {
+		if _, err := g.claim(ctx, j, claimKey(j.Sub, j.Cmd, tokenOf(j.ID, c))); err != nil {
 			return g.stateErr(err)
 		}
 		p := state.Request{Nonce: j.ID, Days: j.Cmd.Days, Lang: j.Cmd.Lang}
@@ -602,7 +618,7 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 				return g.stateErr(err)
 			}
 			if d.Pending != nil {
-				if _, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, tokenOf("done:"+d.Pending.Nonce, c)), j.ID, g.opts.DedupTTL); err != nil {
+				if _, err := g.claim(ctx, j, claimKey(j.Sub, j.Cmd, tokenOf("done:"+d.Pending.Nonce, c))); err != nil {
 					return g.stateErr(err)
 				}
 			}
@@ -640,7 +656,7 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 	case KindOptOut:
 		// A redelivery of this TD will find no dialogue and the opt-out:
 		// claim that first, so the redelivery finds it taken.
-		if _, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, tokenOf("", c.WithOptOut(j.Received))), j.ID, g.opts.DedupTTL); err != nil {
+		if _, err := g.claim(ctx, j, claimKey(j.Sub, j.Cmd, tokenOf("", c.WithOptOut(j.Received)))); err != nil {
 			return g.stateErr(err)
 		}
 		// The erasure comes first and waits on nothing: withdrawing
@@ -663,7 +679,7 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 		if err != nil {
 			return g.stateErr(err)
 		}
-		if _, err := st.Claim(ctx, claimKey(j.Sub, j.Cmd, tokenOf(d.Token, c.WithOptIn(j.Received))), j.ID, g.opts.DedupTTL); err != nil {
+		if _, err := g.claim(ctx, j, claimKey(j.Sub, j.Cmd, tokenOf(d.Token, c.WithOptIn(j.Received)))); err != nil {
 			return g.stateErr(err)
 		}
 		// Consent to recording is on record before recording starts.
@@ -827,8 +843,10 @@ func (g *Gateway) reply(ctx context.Context, j *job, outcome, text string) error
 		g.m.replies.WithLabelValues("partial").Inc()
 		return nil
 	case errors.Is(err, smpp.ErrUnknownOutcome):
-		// Written, unanswered: the SMSC may have it. Never resend blindly.
+		// Written, unanswered: the SMSC may have it. Never resend blindly;
+		// park it in case a redelivery of the MO proves it lost.
 		g.m.replies.WithLabelValues("unknown").Inc()
+		g.park(j, text)
 		return nil
 	case errors.As(err, &se) && !se.Temporary():
 		g.m.replies.WithLabelValues("rejected").Inc()
@@ -836,4 +854,69 @@ func (g *Gateway) reply(ctx context.Context, j *job, outcome, text string) error
 	default:
 		return retryable{err}
 	}
+}
+
+// claim takes key for j (see State.Claim) and remembers it, so that a
+// reply parked for j can be found by the claim a redelivery runs into.
+func (g *Gateway) claim(ctx context.Context, j *job, key string) (bool, error) {
+	j.claims = append(j.claims, key)
+	return g.deps.State.Claim(ctx, key, j.ID, g.opts.DedupTTL)
+}
+
+// parked is a reply whose submit_sm was written but never answered.
+type parked struct {
+	id      string // the job, whose id sealed the number
+	sealed  []byte
+	masked  string
+	text    string
+	expires time.Time
+}
+
+// maxParked bounds the replies kept in case they were lost.
+const maxParked = 10_000
+
+// park keeps j's reply under every claim j took, for DedupTTL: a
+// redelivered MO runs into one of them. Only on a transceiver bind
+// (Options.ResendLost), where a redelivery proves the reply lost.
+func (g *Gateway) park(j *job, text string) {
+	if !g.opts.ResendLost || len(j.claims) == 0 {
+		return
+	}
+	p := &parked{id: j.ID, sealed: j.Sealed, masked: j.Masked, text: text, expires: g.opts.Now().Add(g.opts.DedupTTL)}
+	g.parkMu.Lock()
+	defer g.parkMu.Unlock()
+	now := g.opts.Now()
+	if len(g.parked) >= maxParked {
+		for k, q := range g.parked {
+			if now.After(q.expires) {
+				delete(g.parked, k)
+			}
+		}
+	}
+	if len(g.parked) >= maxParked {
+		return // a flood of lost links: these stay unknown
+	}
+	for _, k := range j.claims {
+		g.parked[k] = p
+	}
+}
+
+// resendParked sends again the reply parked under key, if any, once.
+func (g *Gateway) resendParked(ctx context.Context, key string) error {
+	g.parkMu.Lock()
+	p := g.parked[key]
+	if p != nil {
+		for k, q := range g.parked {
+			if q == p {
+				delete(g.parked, k)
+			}
+		}
+	}
+	g.parkMu.Unlock()
+	if p == nil || g.opts.Now().After(p.expires) {
+		return nil
+	}
+	j := &job{ID: p.id, Sealed: p.sealed, Masked: p.masked, Received: g.opts.Now()}
+	g.log.Info().Str(fieldJob, p.id).Str(fieldNumber, p.masked).Msg("MO redelivered after a reply of unknown outcome: sending the reply again")
+	return g.reply(ctx, j, "resent", p.text)
 }

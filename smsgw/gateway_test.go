@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -135,11 +136,17 @@ type sink struct {
 	mu   sync.Mutex
 	msgs []*smpp.Message
 	more chan struct{}
+	lose int // replies to lose with an unknown outcome
 }
 
 func (s *sink) SubmitParts(_ context.Context, m *smpp.Message) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.lose > 0 {
+		// The link died under the submit: written, never answered, lost.
+		s.lose--
+		return nil, fmt.Errorf("%w: test", smpp.ErrUnknownOutcome)
+	}
 	s.msgs = append(s.msgs, m)
 	close(s.more)
 	s.more = make(chan struct{})
@@ -478,4 +485,44 @@ func TestAccessesCountTowardTheLimit(t *testing.T) {
 	tg.expect(alice, "ACCESS", accessesText(nil, itinerary.English, shanghai(t), time.Now()))
 	tg.expect(alice, "TRIP", promptText(15, itinerary.English, 10))
 	tg.expect(alice, "JL", limitText(2, itinerary.Chinese))
+}
+
+// TestLostReplyResentOnRedelivery: the link dies under a reply (unknown
+// outcome) and the SMSC redelivers the MO: on a transceiver bind the reply
+// is sent again, once; without ResendLost the redelivery stays suppressed.
+func TestLostReplyResentOnRedelivery(t *testing.T) {
+	for _, resend := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ResendLost=%v", resend), func(t *testing.T) {
+			tg := newTestGateway(t, Options{ResendLost: resend})
+			const from = "8613800138000"
+			tg.sink.mu.Lock()
+			tg.sink.lose = 1
+			tg.sink.mu.Unlock()
+			if got := tg.send(from, "TRIP"); len(got) != 0 {
+				t.Fatalf("the lost prompt was delivered: %q", got)
+			}
+			got := tg.send(from, "TRIP") // the SMSC's redelivery
+			if resend && (len(got) != 1 || !strings.Contains(got[0], "Reply Y")) {
+				t.Fatalf("redelivery got %q, want the prompt again", got)
+			}
+			if !resend && len(got) != 0 {
+				t.Fatalf("redelivery got %q, want nothing", got)
+			}
+			if got := tg.send(from, "TRIP"); len(got) != 0 {
+				t.Fatalf("a second redelivery got %q: resent more than once", got)
+			}
+			if resend {
+				tg.sink.mu.Lock()
+				tg.sink.lose = 1
+				tg.sink.mu.Unlock()
+				if got := tg.send(from, "Y"); len(got) != 0 {
+					t.Fatalf("the lost itinerary was delivered: %q", got)
+				}
+				got := tg.send(from, "Y")
+				if len(got) != 1 || !strings.Contains(got[0], "your phone was in") {
+					t.Fatalf("redelivered Y got %q, want the itinerary again", got)
+				}
+			}
+		})
+	}
 }

@@ -32,6 +32,9 @@ type job struct {
 	Resolved *state.Request `json:"p,omitempty"`
 	Logged   bool           `json:"l,omitempty"` // its access-log entry is written
 	Attempts int            `json:"a,omitempty"`
+
+	// claims are the claim keys this run of the job took, for park.
+	claims []string
 }
 
 // newJobID is time-ordered (jobs resume oldest first) and unique across

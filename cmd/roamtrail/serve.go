@@ -103,6 +103,7 @@ func gatewayConfigFrom(c *cli.Context) (gatewayConfig, error) {
 	switch c.String("bind") {
 	case "trx":
 		g.smpp.Mode = smpp.Transceiver
+		g.gw.ResendLost = true // see smsgw.Options.ResendLost
 	case "rx+tx":
 		g.smpp.Mode = smpp.ReceiverTransmitter
 	default:
