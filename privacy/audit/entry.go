@@ -16,19 +16,21 @@ import (
 
 // Actions. An entry's Action is one of these.
 const (
-	ActSelfQuery   = "self-query"   // a subscriber asked for their own itinerary
-	ActStaffLookup = "staff-lookup" // an operator looked up a subscriber's itinerary
-	ActCodeSent    = "code-sent"    // a one-time code went out
-	ActCodeFailed  = "code-failed"  // a one-time code was wrong or expired
-	ActErase       = "erase"        // a subscriber's data was erased on request
-	ActOptOut      = "opt-out"      // consent withdrawn
-	ActOptIn       = "opt-in"       // consent given
-	ActPurge       = "purge"        // visits past the retention window deleted
-	ActIngest      = "ingest-batch" // a batch of location events stored
-	ActDenied      = "denied"       // a request refused
-	ActReassigned  = "reassigned"   // a number moved to a new subscriber
-	ActRepair      = "repair"       // Open dropped a torn last line after a crash
-	ActPrune       = "prune"        // Prune deleted log files past the retention period
+	ActSelfQuery   = "self-query"      // a subscriber asked for their own itinerary
+	ActStaffLookup = "staff-lookup"    // an operator looked up a subscriber's itinerary
+	ActCodeSent    = "code-sent"       // a one-time code went out
+	ActCodeFailed  = "code-failed"     // a one-time code was wrong or expired
+	ActErase       = "erase"           // a subscriber's data was erased on request
+	ActOptOut      = "opt-out"         // consent withdrawn
+	ActOptIn       = "opt-in"          // consent given
+	ActPurge       = "purge"           // visits past the retention window deleted
+	ActIngest      = "ingest-batch"    // a batch of location events stored
+	ActDenied      = "denied"          // a request refused
+	ActReassigned  = "reassigned"      // a number moved to a new subscriber
+	ActRepair      = "repair"          // Open dropped a torn last line after a crash
+	ActPrune       = "prune"           // Prune deleted log files past the retention period
+	ActOperatorAdd = "operator-add"    // an operator was given a role
+	ActOperatorDel = "operator-remove" // an operator was removed
 )
 
 // Roles. An entry's Role is one of these.
@@ -88,7 +90,8 @@ const minNumberDigits = 7
 
 var (
 	actions = set(ActSelfQuery, ActStaffLookup, ActCodeSent, ActCodeFailed, ActErase,
-		ActOptOut, ActOptIn, ActPurge, ActIngest, ActDenied, ActReassigned, ActRepair, ActPrune)
+		ActOptOut, ActOptIn, ActPurge, ActIngest, ActDenied, ActReassigned, ActRepair, ActPrune,
+		ActOperatorAdd, ActOperatorDel)
 	roles = set(RoleSubscriber, RoleAgent, RoleAuditor, RoleAdmin, RoleSystem)
 )
 

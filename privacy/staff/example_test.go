@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/roamtrail/roamtrail/itinerary"
@@ -88,7 +89,7 @@ func Example() {
 	fmt.Println(resp.Err())
 
 	audit.Scan(ctx, filepath.Join(data, "audit"), audit.Filter{Since: time.Now().Add(-time.Hour)}, func(e audit.Entry) error {
-		fmt.Println(e.Actor, e.Action, e.Outcome, e.Masked, e.Ticket)
+		fmt.Println(strings.TrimSpace(strings.Join([]string{e.Actor, e.Action, e.Outcome, e.Masked, e.Ticket}, " ")))
 		return nil
 	})
 	// Output:
@@ -97,6 +98,8 @@ func Example() {
 	// Beijing 2026-11-13 2026-11-27
 	// 客服已凭您提供的验证码查询了您近15天的行程（工单T-42）。
 	// staff: code not accepted: no code is pending for you and this number; send one with lookup
+	// root operator-add ok
+	// root operator-add ok
 	// eve denied denied 138****8000 T-42
 	// ann code-sent ok 138****8000 T-42
 	// ann staff-lookup granted 138****8000 T-42

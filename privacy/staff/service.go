@@ -530,7 +530,19 @@ func (s *Service) addOperator(ctx context.Context, req Request) ([]Operator, err
 		if role != RoleAdmin {
 			return nil, fmt.Errorf("%w: --bootstrap makes the first admin: use --role admin", ErrInvalid)
 		}
-	} else if _, err := s.authorize(ctx, OpOperatorsAdd, req.Operator, audit.Entry{}); err != nil {
+	}
+	actor := audit.Entry{Actor: req.ID, Role: audit.RoleAdmin} // the first admin makes itself
+	if !req.Bootstrap {
+		op, err := s.authorize(ctx, OpOperatorsAdd, req.Operator, audit.Entry{})
+		if err != nil {
+			return nil, err
+		}
+		actor = audit.Entry{Actor: op.ID, Role: string(op.Role)}
+	}
+	// Who may see itineraries is itself a record of processing: logged
+	// before it takes effect.
+	actor.Action, actor.Outcome, actor.Detail = audit.ActOperatorAdd, "ok", "operator "+add.ID+" role "+string(role)
+	if err := s.record(ctx, actor); err != nil {
 		return nil, err
 	}
 	if err := s.deps.Operators.Add(add); err != nil {
@@ -544,7 +556,8 @@ func (s *Service) removeOperator(ctx context.Context, req Request) ([]Operator, 
 	if err := ValidID(req.ID); err != nil {
 		return nil, err
 	}
-	if _, err := s.authorize(ctx, OpOperatorsRemove, req.Operator, audit.Entry{}); err != nil {
+	by, err := s.authorize(ctx, OpOperatorsRemove, req.Operator, audit.Entry{})
+	if err != nil {
 		return nil, err
 	}
 	o, ok, err := s.deps.Operators.Get(req.ID)
@@ -553,6 +566,10 @@ func (s *Service) removeOperator(ctx context.Context, req Request) ([]Operator, 
 	}
 	if !ok {
 		return nil, fmt.Errorf("%w: no operator %s", ErrInvalid, req.ID)
+	}
+	if err := s.record(ctx, audit.Entry{Actor: by.ID, Role: string(by.Role), Action: audit.ActOperatorDel, Outcome: "ok",
+		Detail: "operator " + o.ID + " role " + string(o.Role)}); err != nil {
+		return nil, err
 	}
 	if err := s.deps.Operators.Remove(req.ID); err != nil {
 		return nil, err
