@@ -25,6 +25,7 @@ import (
 	"github.com/roamtrail/roamtrail/privacy/audit"
 	"github.com/roamtrail/roamtrail/privacy/staff"
 	"github.com/roamtrail/roamtrail/smsgw/smpp"
+	"github.com/roamtrail/roamtrail/smsgw/state"
 )
 
 // The staff commands (lookup, erase, operators, audit) first ask the
@@ -170,6 +171,7 @@ type staffDirect struct {
 	services *services
 	alog     *lazyAudit
 	notifier *bindNotifier
+	state    *state.Redis // the gateways' shared state, for erase
 }
 
 func (d *staffDirect) Close() error {
@@ -178,6 +180,9 @@ func (d *staffDirect) Close() error {
 	var errs []error
 	if d.notifier != nil {
 		errs = append(errs, d.notifier.Close(ctx))
+	}
+	if d.state != nil {
+		errs = append(errs, d.state.Close())
 	}
 	errs = append(errs, d.alog.Close(), d.services.Close())
 	return errors.Join(errs...)
@@ -227,6 +232,14 @@ func (e *env) openStaffDirect(c *cli.Context, log zerolog.Logger, needs staffNee
 		s := d.services
 		deps.Pseudonyms, deps.Codes, deps.Secret = s.ps, s.db, s.key
 		deps.Itineraries, deps.Catalog, deps.Eraser = s.engine, s.catalog, s.db
+		if url := redisURLOf(c); url != "" {
+			// No service runs here, but the gateways' state in Redis
+			// (pending request, counters) is the subscriber's too.
+			if d.state, err = state.NewRedis(c.Context, state.RedisOptions{URL: url, Prefix: c.String("redis-prefix"), Logger: &log}); err != nil {
+				return nil, fmt.Errorf("--redis-url: %w", err)
+			}
+			deps.Forgetter = d.state
+		}
 	} else if ps, err := pseudonymizerOnly(c, dataDir); err == nil {
 		deps.Pseudonyms = ps // audit show --number: the key, not the store
 	}
@@ -655,8 +668,21 @@ func displayWidth(s string) int {
 	return n
 }
 
+// redisURLOf is --redis-url where the command has it.
+func redisURLOf(c *cli.Context) string {
+	for _, f := range c.Command.Flags {
+		if f.Names()[0] == "redis-url" {
+			return c.String("redis-url")
+		}
+	}
+	return ""
+}
+
 func (e *env) eraseCommand() *cli.Command {
-	flags := append(withConfig(append(storeFlags(), auditKeyFlag()), staffConfigUsage),
+	flags := append(withConfig(append(storeFlags(), auditKeyFlag(),
+		&cli.StringFlag{Name: "redis-url", Usage: "serve's Redis, so that an erase with no service running clears the subscriber's state there too"},
+		&cli.StringFlag{Name: "redis-prefix", Value: state.DefaultPrefix, Usage: "first part of every Redis key", Hidden: true},
+	), staffConfigUsage),
 		operatorFlag(),
 		&cli.StringFlag{Name: "ticket", Usage: "the ticket of the subscriber's request (required)"},
 	)

@@ -14,9 +14,12 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/roamtrail/roamtrail/itinerary/msisdn"
+	"github.com/roamtrail/roamtrail/privacy"
 	"github.com/roamtrail/roamtrail/privacy/audit"
 	"github.com/roamtrail/roamtrail/privacy/staff"
 	"github.com/roamtrail/roamtrail/smsgw/smsc"
+	"github.com/roamtrail/roamtrail/smsgw/state"
 )
 
 // The subscriber of historyCSV, as the SMSC addresses them.
@@ -409,5 +412,47 @@ func TestStaffRolesCLI(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestStaffDirectEraseClearsRedis: with no service running, an erase given
+// serve's --redis-url clears the subscriber's gateway state there too.
+func TestStaffDirectEraseClearsRedis(t *testing.T) {
+	data := ingestHistory(t)
+	url := redisURL(t)
+	prefix := redisPrefix(t, url)
+	r, err := state.NewRedis(t.Context(), state.RedisOptions{URL: url, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	key, err := privacy.LoadOrCreateKey(filepath.Join(data, "pseudonym.key"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := privacy.NewPseudonymizer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := msisdn.Parse(subNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := ps.Pseudonym(n)
+	if err := r.Ask(t.Context(), sub, state.Request{Nonce: "job-1", Days: 15}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	staffSub(t, data, "operators", "add", "--role", "admin", "--bootstrap", "root")
+	staffSub(t, data, "operators", "add", "--operator", "root", "--role", "agent", "ann")
+	out := staffCmd(t, data, "erase", "--operator", "ann", "--ticket", "T-9", "--redis-url", url, "--redis-prefix", prefix, subNumber)
+	if !strings.Contains(out, "erased every visit") {
+		t.Fatalf("erase:\n%s", out)
+	}
+	d, err := r.Dialog(t.Context(), sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Pending != nil || d.Token != "" {
+		t.Fatalf("the pending request survived the erase: %+v", d)
 	}
 }
