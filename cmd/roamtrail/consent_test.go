@@ -253,3 +253,27 @@ func TestReassignedHidesHistory(t *testing.T) {
 		t.Errorf("the new holder's itinerary: %q, want %q", got, noRecordZH)
 	}
 }
+
+// TestReassignedWhileServing: with serve running, subscriber reassigned is
+// done by the service over its admin socket, and takes effect at once.
+func TestReassignedWhileServing(t *testing.T) {
+	sim := startSim(t, smsc.Options{})
+	srv := startServe(t, serveConfig{smsc: sim.Addr()})
+	waitBound(t, sim, 1)
+	alice := phone{t, sim, "8613800138000"}
+	at := time.Now().Add(time.Second).Format(time.RFC3339)
+	out, stderr, err := runCmd(t, "", "subscriber", "reassigned", "13800138000", "--at", at, "--data-dir", srv.dataDir)
+	if err != nil {
+		t.Fatalf("subscriber reassigned: %v\n%s", err, stderr)
+	}
+	if !strings.HasPrefix(out, "via the running service (pid ") || !strings.Contains(out, "138****8000 reassigned at") {
+		t.Fatalf("output %q", out)
+	}
+	alice.say("CXMYD")
+	if got := alice.say("Y"); got != noRecordZH {
+		t.Errorf("the new holder's itinerary: %q, want %q", got, noRecordZH)
+	}
+	if got := withAction(accessLogEntries(t, srv.dataDir), audit.ActReassigned); len(got) != 1 || got[0].Outcome != "ok" {
+		t.Errorf("reassigned entries %+v", got)
+	}
+}

@@ -231,7 +231,7 @@ func (e *env) openStaffDirect(c *cli.Context, log zerolog.Logger, needs staffNee
 		}
 		s := d.services
 		deps.Pseudonyms, deps.Codes, deps.Secret = s.ps, s.db, s.key
-		deps.Itineraries, deps.Catalog, deps.Eraser = s.engine, s.catalog, s.db
+		deps.Itineraries, deps.Catalog, deps.Eraser, deps.Reassigner = s.engine, s.catalog, s.db, s.db
 		if url := redisURLOf(c); url != "" {
 			// No service runs here, but the gateways' state in Redis
 			// (pending request, counters) is the subscriber's too.

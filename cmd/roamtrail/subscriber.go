@@ -8,11 +8,14 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/roamtrail/roamtrail/itinerary/msisdn"
-	"github.com/roamtrail/roamtrail/privacy/audit"
+	"github.com/roamtrail/roamtrail/privacy/staff"
+	"github.com/roamtrail/roamtrail/smsgw/state"
 )
 
 func (e *env) subscriberCommand() *cli.Command {
 	flags := append(storeFlags(), auditKeyFlag(),
+		&cli.StringFlag{Name: "redis-url", Usage: "serve's Redis, so that with no service running the number's state there is cleared too"},
+		&cli.StringFlag{Name: "redis-prefix", Value: state.DefaultPrefix, Usage: "first part of every Redis key", Hidden: true},
 		&cli.StringFlag{Name: "at", Usage: "when the number went to its new holder, RFC 3339 with an offset (2026-11-27T08:00:00+08:00); required"},
 	)
 	return &cli.Command{
@@ -24,7 +27,7 @@ func (e *env) subscriberCommand() *cli.Command {
 			ArgsUsage: "NUMBER --at TIME",
 			Description: "Erases the number's visits from before --at, at once; drops events from before it that arrive later; " +
 				"hides the previous holder's accesses from JL; and drops the previous holder's opt-out or opt-in. " +
-				"Recorded in the access log (reassigned) before it takes effect. Like ingest, it needs the data dir: not while serve runs.",
+				"Recorded in the access log (reassigned) before it takes effect. While serve runs it is done by the service, over its admin socket.",
 			Flags: flags,
 			Action: func(c *cli.Context) error {
 				args, err := trailingFlags(c)
@@ -45,37 +48,17 @@ func (e *env) subscriberCommand() *cli.Command {
 				if err != nil {
 					return errors.New("--at: want RFC 3339 with an offset, e.g. 2026-11-27T08:00:00+08:00")
 				}
-				log, err := e.logger(c)
+				req := staff.Request{Op: staff.OpReassign, Number: string(n), At: at}
+				resp, err := e.staffRun(c, req, staffNeeds{store: true}, e.stdout)
 				if err != nil {
 					return err
 				}
-				svc, err := e.openServices(c, log)
-				if err != nil {
-					return err
-				}
-				defer svc.Close()
-				alog, err := openAuditLog(c, c.String("data-dir"), log)
-				if err != nil {
-					return err
-				}
-				defer alog.Close()
-
-				sub := svc.ps.Pseudonym(n)
-				entry := systemEntry(audit.ActReassigned, "ok", "history before the reassignment erased and hidden from the new holder")
-				entry.Subject, entry.Masked = audit.SubjectOf(sub), n.Masked()
-				if _, err := alog.Append(c.Context, entry); err != nil {
-					return fmt.Errorf("access log: %w (nothing changed)", err)
-				}
-				if err := svc.db.Reassigned(c.Context, sub, at); err != nil {
-					entry.Outcome, entry.Detail = "failed", "the reassignment was not recorded"
-					if _, lerr := alog.Append(c.Context, entry); lerr != nil {
-						log.Error().Err(lerr).Msg("cannot log that the reassignment failed")
-					}
+				if err := e.finish(resp); err != nil {
 					return err
 				}
 				fmt.Fprintf(e.stdout, "%s reassigned at %s: its history from before is erased and will not be shown to the new holder\n",
-					n.Masked(), at.Format(time.RFC3339))
-				return errors.Join(alog.Close(), svc.Close())
+					resp.Reassigned.Masked, resp.Reassigned.At.Format(time.RFC3339))
+				return nil
 			},
 		}},
 	}

@@ -45,7 +45,12 @@ const (
 	OpOperatorsList   Op = "operators-list"   // list operators
 	OpAuditShow       Op = "audit-show"       // read the access log
 	OpAuditVerify     Op = "audit-verify"     // verify the access log
-	opPing            Op = "ping"             // the socket's liveness check, for Listen
+	// OpReassign records that a number went to a new holder. It is the
+	// number's owner's (the operator running the service), not a staff
+	// role's: like ingest and purge, only who can open the data dir, or
+	// reach the admin socket (the data dir's owner), may ask.
+	OpReassign Op = "subscriber-reassigned"
+	opPing     Op = "ping" // the socket's liveness check, for Listen
 )
 
 // permitted lists the roles each operation is open to.

@@ -28,6 +28,10 @@ type Request struct {
 	// notification after lookup-confirm goes in the same one.
 	Lang string `json:"lang,omitempty"`
 
+	// At is when the number went to its new holder
+	// (subscriber-reassigned).
+	At time.Time `json:"at,omitzero"`
+
 	// ID and Role are the operator to add or remove (operators-add,
 	// operators-remove).
 	ID   string `json:"id,omitempty"`
@@ -62,12 +66,13 @@ type Response struct {
 	// subscriber's notification failed).
 	Warnings []string `json:"warnings,omitempty"`
 
-	CodeSent  *CodeSent     `json:"code_sent,omitempty"`
-	Itinerary *Itinerary    `json:"itinerary,omitempty"`
-	Erased    *Erased       `json:"erased,omitempty"`
-	Operators []Operator    `json:"operators,omitempty"`
-	Entries   *Entries      `json:"entries,omitempty"`
-	Verify    *VerifyResult `json:"verify,omitempty"`
+	CodeSent   *CodeSent     `json:"code_sent,omitempty"`
+	Itinerary  *Itinerary    `json:"itinerary,omitempty"`
+	Erased     *Erased       `json:"erased,omitempty"`
+	Reassigned *Reassigned   `json:"reassigned,omitempty"`
+	Operators  []Operator    `json:"operators,omitempty"`
+	Entries    *Entries      `json:"entries,omitempty"`
+	Verify     *VerifyResult `json:"verify,omitempty"`
 }
 
 // Err is the request's error, nil if it succeeded. errors.Is matches the

@@ -30,6 +30,11 @@ type Eraser interface {
 	Erase(ctx context.Context, sub itinerary.Pseudonym) error
 }
 
+// Reassigner records that a number went to a new holder (store.DB).
+type Reassigner interface {
+	Reassigned(ctx context.Context, sub itinerary.Pseudonym, at time.Time) error
+}
+
 // Forgetter drops what the running gateway holds about a subscriber: a
 // pending request, counters (smsgw/state).
 type Forgetter interface {
@@ -101,6 +106,8 @@ type Deps struct {
 	// Eraser: erase. Forgetter, when set, is told too.
 	Eraser    Eraser
 	Forgetter Forgetter
+	// Reassigner: subscriber-reassigned.
+	Reassigner Reassigner
 	// AuditDir is the access log's dir: audit-show, audit-verify.
 	// VerifierKey is the key audit-verify uses when the request gives none.
 	AuditDir    string
@@ -197,6 +204,8 @@ func (s *Service) Do(ctx context.Context, req Request) (resp Response) {
 		resp.Entries, err = s.auditShow(ctx, req)
 	case OpAuditVerify:
 		resp.Verify, err = s.auditVerify(ctx, req)
+	case OpReassign:
+		resp.Reassigned, resp.Warnings, err = s.reassign(ctx, req)
 	default:
 		err = fmt.Errorf("%w: unknown op", ErrInvalid)
 	}
@@ -684,4 +693,46 @@ func (s *Service) auditVerify(ctx context.Context, req Request) (*VerifyResult, 
 		return nil, err // a malformed key, an unreadable dir: not a verdict
 	}
 	return out, nil
+}
+
+// Reassigned is what subscriber-reassigned did.
+type Reassigned struct {
+	Masked string    `json:"masked"`
+	At     time.Time `json:"at"`
+}
+
+// reassign records that a number went to a new holder: logged first, then
+// the previous holder's history before At erased and hidden for good, and
+// what the gateway still holds for them (a pending request) forgotten.
+func (s *Service) reassign(ctx context.Context, req Request) (*Reassigned, []string, error) {
+	if s.deps.Reassigner == nil {
+		return nil, nil, fmt.Errorf("%w: this service cannot record reassignments", ErrInvalid)
+	}
+	if req.At.IsZero() {
+		return nil, nil, fmt.Errorf("%w: the reassignment time is required", ErrInvalid)
+	}
+	subj, err := s.subjectOf(req.Number)
+	if err != nil {
+		return nil, nil, err
+	}
+	e := audit.Entry{Actor: audit.ActorSystem, Role: audit.RoleSystem, Action: audit.ActReassigned, Outcome: "ok",
+		Subject: audit.SubjectOf(subj.sub), Masked: subj.masked,
+		Detail: "history before the reassignment erased and hidden from the new holder"}
+	if err := s.record(ctx, e); err != nil {
+		return nil, nil, err
+	}
+	if err := s.deps.Reassigner.Reassigned(ctx, subj.sub, req.At); err != nil {
+		e.Outcome, e.Detail = "failed", "the reassignment was not recorded"
+		if _, lerr := s.deps.Audit.Append(ctx, e); lerr != nil {
+			s.log.Error().Err(lerr).Msg("cannot log that a reassignment failed")
+		}
+		return nil, nil, err
+	}
+	var warnings []string
+	if s.deps.Forgetter != nil {
+		if err := s.deps.Forgetter.Forget(ctx, subj.sub); err != nil {
+			warnings = append(warnings, fmt.Sprintf("the gateway's state for the number was not cleared: %v", err))
+		}
+	}
+	return &Reassigned{Masked: subj.masked, At: req.At}, warnings, nil
 }
