@@ -115,6 +115,13 @@ func (l *link) run() {
 		if errors.Is(c.err, ErrClosed) {
 			return
 		}
+		select {
+		case <-s.stop:
+			// Shutting down: the SMSC closing the socket after our
+			// unbind is the end we asked for, not a lost link.
+			return
+		default:
+		}
 		s.m.reconnects.WithLabelValues(l.name).Inc()
 		if time.Since(start) > time.Minute {
 			attempt = 0 // a bind that held for a while resets the backoff
