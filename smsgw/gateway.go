@@ -118,11 +118,13 @@ type Options struct {
 
 	// ResendLost sends a reply again when its submit_sm was written but
 	// never answered (the link died) and the SMSC then redelivers the MO
-	// it answers. Set it only on a transceiver bind: there the redelivery
-	// proves the deliver_sm_resp, and so the reply written after it on the
-	// same connection, never arrived. On a receiver + transmitter bind it
-	// proves nothing about the transmitter, and a resend could be a
-	// duplicate. Default false.
+	// it answers. Only on a transceiver bind, where the redelivery says
+	// our deliver_sm_resp, written before the reply on the same
+	// connection, did not arrive in time: when it was lost, the reply was
+	// too, and this saves it; when it was only late (past the SMSC's resp
+	// timeout) the reply may have arrived, and this sends a duplicate.
+	// Which is likelier depends on the SMSC, so it is the operator's
+	// choice (serve --resend-lost). Default false: never resend.
 	ResendLost bool
 
 	// Wording words itineraries. Its Catalog is required.

@@ -147,7 +147,7 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 	gc := gatewayConfig{shortCode: "10086"}
 	gc.smpp.Addr, gc.smpp.SystemID, gc.smpp.Window = sim.Addr(), "roamtrail", cfg.window
 	gc.smpp.HandlerWorkers, gc.smpp.HandlerQueue = 32, 4096
-	gc.gw.ShortCode, gc.gw.Workers, gc.gw.ResendLost = "10086", cfg.workers, true
+	gc.gw.ShortCode, gc.gw.Workers = "10086", cfg.workers
 	gc.gw.DailyLimit, gc.gw.GlobalLimit = 1<<30, 1<<30 // the bench repeats queries all day
 	gc.gw.MaxBacklog = 100_000
 	st, err := e.startStack(c, log, gc)

@@ -69,7 +69,6 @@ func (e *env) demoCommand() *cli.Command {
 			cfg := gatewayConfig{shortCode: shortCode}
 			cfg.smpp.Addr, cfg.smpp.SystemID, cfg.smpp.Window = sim.Addr(), "roamtrail", 10
 			cfg.gw.ShortCode, cfg.gw.DailyLimit, cfg.gw.GlobalLimit, cfg.gw.Workers = shortCode, 10, 120_000, 4
-			cfg.gw.ResendLost = true // a transceiver bind
 			st, err := e.startStack(c, log, cfg)
 			if err != nil {
 				return err

@@ -608,13 +608,11 @@ func TestE2EDroppedConnection(t *testing.T) {
 // 6b. A deliver_sm_resp lost with the link: the SMSC delivers the MO again,
 // and the gateway knows it for a duplicate. With a receiver and a
 // transmitter the reply does not race the lost link. Over one transceiver
-// the reply written after the lost resp is lost with it (unknown outcome);
-// the redelivery proves it, and the reply is sent again, once
-// (smsgw.Options.ResendLost).
+// a reply written as the link dies has an unknown outcome: it may arrive
+// (this proxy forwards it) or not, so whether to send it again on the
+// redelivery is the operator's choice (--resend-lost), not tested here.
 func TestE2ELostDeliverResp(t *testing.T) {
-	for _, bind := range []string{"rx+tx", "trx"} {
-		t.Run(bind, func(t *testing.T) { testLostDeliverResp(t, bind) })
-	}
+	testLostDeliverResp(t, "rx+tx")
 }
 
 func testLostDeliverResp(t *testing.T, bind string) {

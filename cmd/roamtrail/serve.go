@@ -50,6 +50,7 @@ func gatewayFlags() []cli.Flag {
 		&cli.IntFlag{Name: "daily-limit", Value: 10, Usage: "itinerary requests per subscriber per day"},
 		&cli.IntFlag{Name: "global-limit", Value: 120_000, Usage: "MOs taken per minute across all instances (a flood breaker)"},
 		&cli.IntFlag{Name: "workers", Value: 16, Usage: "jobs worked on at once"},
+		&cli.BoolFlag{Name: "resend-lost", Usage: "with --bind trx: send a reply again when the link died under it and the SMSC then redelivers its MO (no lost reply, but a duplicate if the SMSC redelivers for a late resp)"},
 		auditKeyFlag(),
 	}
 	for _, f := range storeFlags() {
@@ -103,7 +104,6 @@ func gatewayConfigFrom(c *cli.Context) (gatewayConfig, error) {
 	switch c.String("bind") {
 	case "trx":
 		g.smpp.Mode = smpp.Transceiver
-		g.gw.ResendLost = true // see smsgw.Options.ResendLost
 	case "rx+tx":
 		g.smpp.Mode = smpp.ReceiverTransmitter
 	default:
@@ -118,6 +118,9 @@ func gatewayConfigFrom(c *cli.Context) (gatewayConfig, error) {
 	}
 	if g.smpp.MaxTPS < 0 {
 		return g, fmt.Errorf("--max-tps: want 0 or more")
+	}
+	if g.gw.ResendLost = c.Bool("resend-lost"); g.gw.ResendLost && g.smpp.Mode != smpp.Transceiver {
+		return g, fmt.Errorf("--resend-lost: only with --bind trx")
 	}
 	switch c.String("long") {
 	case "udh":
