@@ -56,13 +56,7 @@ func (e *env) benchCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
-			}
-			fmt.Fprint(e.stdout, res.table())
-			return nil
+			return e.printBench(c.Bool("json"), res)
 		},
 	}
 }
@@ -365,4 +359,33 @@ func (r *benchResult) table() string {
 	fmt.Fprintf(&b, "  reopen            %.2fs (index rebuilt from disk)\n", r.ReopenSeconds)
 	fmt.Fprintf(&b, "  purge of one day  %.2fs: %d visits, disk %d -> %d bytes\n", r.Purge.Seconds, r.Purge.MemVisits, r.Purge.DiskBefore, r.Purge.DiskAfter)
 	return b.String()
+}
+
+// printBench prints a benchmark's result: one JSON object, or its table.
+func (e *env) printBench(asJSON bool, res interface{ table() string }) error {
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	_, err := fmt.Fprint(e.stdout, res.table())
+	return err
+}
+
+// tempDataDir points --data-dir at a new temporary dir unless it was
+// given, for the commands that make their own data (demo, bench sms); the
+// returned func removes it.
+func tempDataDir(c *cli.Context, name string) (cleanup func(), err error) {
+	if c.IsSet("data-dir") {
+		return func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "roamtrail-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Set("data-dir", filepath.Join(tmp, "data")); err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	return func() { os.RemoveAll(tmp) }, nil
 }

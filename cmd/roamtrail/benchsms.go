@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -44,14 +42,12 @@ func (e *env) benchSMSCommand() *cli.Command {
 				return err
 			}
 			log = log.Level(zerolog.ErrorLevel)
-			if !c.IsSet("data-dir") {
-				tmp, err := os.MkdirTemp("", "roamtrail-benchsms-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(tmp)
-				c.Set("data-dir", filepath.Join(tmp, "data"))
+			cleanup, err := tempDataDir(c, "benchsms")
+			if err != nil {
+				return err
 			}
+			defer cleanup()
+
 			cfg := smsBenchConfig{subscribers: c.Int("subscribers"), concurrency: c.Int("concurrency"), duration: c.Duration("duration"), window: c.Int("window"), workers: c.Int("workers")}
 			if cfg.concurrency < 1 || cfg.concurrency > cfg.subscribers {
 				return fmt.Errorf("--concurrency: want 1..--subscribers")
@@ -60,13 +56,7 @@ func (e *env) benchSMSCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
-			}
-			fmt.Fprint(e.stdout, res.table())
-			return nil
+			return e.printBench(c.Bool("json"), res)
 		},
 	}
 }

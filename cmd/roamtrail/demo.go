@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -42,14 +41,11 @@ func (e *env) demoCommand() *cli.Command {
 			if c.String("log-level") == "info" {
 				log = log.Level(zerolog.WarnLevel) // keep the console readable
 			}
-			if !c.IsSet("data-dir") {
-				tmp, err := os.MkdirTemp("", "roamtrail-demo-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(tmp)
-				c.Set("data-dir", filepath.Join(tmp, "data"))
+			cleanup, err := tempDataDir(c, "demo")
+			if err != nil {
+				return err
 			}
+			defer cleanup()
 			phone, err := msisdn.Parse(c.String("phone"))
 			if err != nil {
 				return fmt.Errorf("--phone: %w", err)

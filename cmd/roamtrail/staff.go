@@ -303,31 +303,26 @@ const staffConfigUsage = "serve's YAML file: the SMSC, data dir and key settings
 // readable from a --config YAML file (flags win over the file); it adds
 // --config, described by usage.
 func withConfig(fs []cli.Flag, usage string) []cli.Flag {
-	env := func(name string) []string {
-		return []string{"ROAMTRAIL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+	// env gives a flag its ROAMTRAIL_<FLAG> variable unless it has one.
+	env := func(vars *[]string, name string) {
+		if *vars == nil {
+			*vars = []string{"ROAMTRAIL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+		}
 	}
 	out := make([]cli.Flag, 0, len(fs)+1)
 	for _, f := range fs {
 		switch f := f.(type) {
 		case *cli.StringFlag:
-			if f.EnvVars == nil {
-				f.EnvVars = env(f.Name)
-			}
+			env(&f.EnvVars, f.Name)
 			out = append(out, altsrc.NewStringFlag(f))
 		case *cli.IntFlag:
-			if f.EnvVars == nil {
-				f.EnvVars = env(f.Name)
-			}
+			env(&f.EnvVars, f.Name)
 			out = append(out, altsrc.NewIntFlag(f))
 		case *cli.Float64Flag:
-			if f.EnvVars == nil {
-				f.EnvVars = env(f.Name)
-			}
+			env(&f.EnvVars, f.Name)
 			out = append(out, altsrc.NewFloat64Flag(f))
 		case *cli.BoolFlag:
-			if f.EnvVars == nil {
-				f.EnvVars = env(f.Name)
-			}
+			env(&f.EnvVars, f.Name)
 			out = append(out, altsrc.NewBoolFlag(f))
 		case *cli.DurationFlag:
 			out = append(out, altsrc.NewDurationFlag(f))
