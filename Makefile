@@ -5,7 +5,7 @@ GO       ?= go
 BIN      := bin/roamtrail
 FUZZTIME ?= 3s
 
-.PHONY: build run test vet race fuzz fuzz-short bench lint clean
+.PHONY: build run test vet race fuzz fuzz-short bench bench-compare soak chaos lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/roamtrail
@@ -33,6 +33,22 @@ fuzz:
 bench: build
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 	./$(BIN) bench --subscribers 1000000
+
+# roamtrail beside PostgreSQL and Redis on the same data and queries, and
+# the SMS path beside bare echo ESMEs. Needs PostgreSQL on 127.0.0.1:5432
+# and Redis on 127.0.0.1:6379. See README "Beside the alternatives".
+bench-compare: build
+	./$(BIN) bench compare
+
+# Ten minutes of steady mixed load against serve, recorded in docs/soak/.
+# CI runs a short version as a Go test.
+soak: build
+	./$(BIN) bench soak --duration 10m --out docs/soak
+
+# The fault tests at full length (kill -9 loop of 20, SMSC, Redis, disk);
+# `make test` runs them shorter.
+chaos:
+	ROAMTRAIL_CHAOS=full $(GO) test -count=1 -timeout 60m -run 'Chaos' -v ./...
 
 lint: vet
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
