@@ -50,6 +50,11 @@ func gatewayFlags() []cli.Flag {
 		&cli.IntFlag{Name: "daily-limit", Value: 10, Usage: "itinerary requests per subscriber per day"},
 		&cli.IntFlag{Name: "global-limit", Value: 120_000, Usage: "MOs taken per minute across all instances (a flood breaker)"},
 		&cli.IntFlag{Name: "workers", Value: 16, Usage: "jobs worked on at once"},
+		// The link's timers, hidden: the defaults suit operators' SMSCs;
+		// the fault tests shorten them to see a dead link within seconds.
+		&cli.DurationFlag{Name: "enquire-link", Hidden: true, Usage: "how often to send enquire_link (0: 30s)"},
+		&cli.DurationFlag{Name: "enquire-link-timeout", Hidden: true, Usage: "how long an enquire_link may wait for its resp before the link is taken for dead (0: 10s)"},
+		&cli.DurationFlag{Name: "response-timeout", Hidden: true, Usage: "how long a submit_sm may wait for its resp before its outcome is unknown (0: 30s)"},
 		&cli.BoolFlag{Name: "resend-lost", Usage: "with --bind trx: send a reply again when the link died under it and the SMSC then redelivers its MO (no lost reply, but a duplicate if the SMSC redelivers for a late resp)"},
 		auditKeyFlag(),
 	}
@@ -97,6 +102,11 @@ func gatewayConfigFrom(c *cli.Context) (gatewayConfig, error) {
 	g.smpp = smpp.Options{
 		Addr: c.String("smsc"), SystemID: c.String("system-id"), Password: c.String("password"), SystemType: c.String("system-type"),
 		Window: c.Int("window"), MaxTPS: c.Float64("max-tps"), Name: "smsc",
+		EnquireLinkInterval: c.Duration("enquire-link"), EnquireLinkTimeout: c.Duration("enquire-link-timeout"),
+		ResponseTimeout: c.Duration("response-timeout"),
+	}
+	if g.smpp.EnquireLinkInterval < 0 || g.smpp.EnquireLinkTimeout < 0 || g.smpp.ResponseTimeout < 0 {
+		return g, fmt.Errorf("--enquire-link, --enquire-link-timeout, --response-timeout: want 0 or more")
 	}
 	if _, _, err := net.SplitHostPort(g.smpp.Addr); err != nil {
 		return g, fmt.Errorf("--smsc: want HOST:PORT")
