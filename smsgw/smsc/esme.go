@@ -239,32 +239,58 @@ func (c *esme) submit(f pduio.Frame) {
 		return
 	}
 	s.mu.Lock()
+	drop, take := false, false
+	if s.dropAt > 0 {
+		s.dropAt--
+		drop, take = s.dropAt == 0, s.dropTake
+	}
+	if drop {
+		s.stats.SubmitDrops++
+		if take {
+			s.stats.SubmitsReceived++
+			s.stats.SubmitsAccepted++
+			s.lastSub = f.Seq
+		}
+		s.mu.Unlock()
+		if take {
+			c.collect(sysID, sm, s.nextMessageID())
+		}
+		c.close()
+		return
+	}
 	s.stats.SubmitsReceived++
 	s.lastSub = f.Seq
-	st := pdu.Status(0)
+	st, nack := pdu.Status(0), false
 	now := time.Now()
 	switch {
+	case s.nackN > 0:
+		s.nackN--
+		st, nack = s.nackStatus, true
+		s.stats.GenericNacksSent++
 	case s.failN > 0:
 		s.failN--
 		st = s.failStatus
 	case s.throttleIv > 0 && now.Before(s.throttleAt):
 		st = 0x58
 	}
-	if st == 0 && s.throttleIv > 0 {
+	if st == 0 && !nack && s.throttleIv > 0 {
 		s.throttleAt = now.Add(s.throttleIv)
 	}
-	if st == 0 {
+	if st == 0 && !nack {
 		s.stats.SubmitsAccepted++
 	}
 	delay, hold := s.delay, s.hold
 	s.mu.Unlock()
 
 	id := ""
-	if st == 0 {
+	if st == 0 && !nack {
 		id = s.nextMessageID()
 		c.collect(sysID, sm, id)
 	}
 	resp, _ := pduio.IDResp(pdu.SubmitSMRespID, f.Seq, st, id)
+	if nack {
+		resp = pduio.Empty(pdu.GenericNACKID, f.Seq, st)
+	}
 	switch {
 	case hold:
 		s.mu.Lock()
@@ -290,7 +316,7 @@ func (c *esme) submit(f pduio.Frame) {
 	default:
 		c.write(resp)
 	}
-	if st == 0 && s.opts.Receipts && sm.RegisteredDelivery&1 == 1 {
+	if st == 0 && !nack && s.opts.Receipts && sm.RegisteredDelivery&1 == 1 {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()

@@ -5,7 +5,9 @@
 // deliver_sm (GSM or UCS-2, split with UDH when long) with redelivery, can
 // send delivery receipts, and has fault knobs: throttling, dropped
 // connections, unbind, half-open silence, slow or held answers, garbage
-// and unknown PDUs, data_sm, alert_notification and generic_nack.
+// and unknown PDUs, data_sm, alert_notification, generic_nack (unsolicited
+// or in answer to submit_sm), and a connection dropped at a chosen
+// submit_sm.
 //
 // Like a real SMSC it numbers its own requests from 1 on every
 // connection, so its sequence numbers collide with the ESME's: that is
@@ -136,6 +138,8 @@ type Stats struct {
 	SubmitsAccepted  int // answered OK
 	MTReceived       int // complete MT messages
 	GenericNacksRecv int
+	GenericNacksSent int // in answer to submit_sm (NackSubmits)
+	SubmitDrops      int // connections dropped at a submit_sm (DropAtSubmit)
 	EnquireLinksRecv int
 	UnbindsRecv      int
 }
@@ -168,6 +172,10 @@ type Server struct {
 	// fault knobs
 	failN      int
 	failStatus pdu.Status
+	nackN      int
+	nackStatus pdu.Status
+	dropAt     int  // the dropAt-th submit_sm from now drops its connection
+	dropTake   bool // and is taken first
 	throttleIv time.Duration
 	throttleAt time.Time
 	delay      time.Duration
@@ -429,6 +437,27 @@ func (s *Server) nextMessageID() string {
 func (s *Server) FailSubmits(n int, st pdu.Status) {
 	s.mu.Lock()
 	s.failN, s.failStatus = n, st
+	s.mu.Unlock()
+}
+
+// NackSubmits answers the next n submit_sm with generic_nack carrying
+// status st, as an SMSC does with a PDU it cannot make sense of: the
+// message is not taken.
+func (s *Server) NackSubmits(n int, st pdu.Status) {
+	s.mu.Lock()
+	s.nackN, s.nackStatus = n, st
+	s.mu.Unlock()
+}
+
+// DropAtSubmit closes, abruptly and without unbind, the connection on
+// which the n-th submit_sm from now (1: the next) arrives. With taken the
+// message is taken first (it counts as received and accepted and goes
+// into reassembly) and only its submit_sm_resp is lost, as when a link dies
+// after the SMSC read the PDU; without, it vanishes unread, as when it
+// dies before. Every other connection stays up. n <= 0 turns it off.
+func (s *Server) DropAtSubmit(n int, taken bool) {
+	s.mu.Lock()
+	s.dropAt, s.dropTake = max(n, 0), taken
 	s.mu.Unlock()
 }
 

@@ -183,3 +183,76 @@ func TestInjectWaitsForReceiverAndCtx(t *testing.T) {
 		t.Fatalf("no receiver: %v", err)
 	}
 }
+
+// submitRaw sends one submit_sm (a UDH part when udh is set) with seq.
+func (e *rawESME) submitRaw(seq uint32, udh []byte, text string) {
+	e.t.Helper()
+	sm := &pduio.SM{Source: "10086", Dest: "13800138000", ShortMessage: append(append([]byte(nil), udh...), text...)}
+	if udh != nil {
+		sm.ESMClass = pduio.ESMUDHI
+	}
+	body, _ := sm.Body(pdu.SubmitSMID)
+	b, _ := pduio.Encode(body, seq, 0)
+	e.send(b)
+}
+
+// NackSubmits answers submit_sm with generic_nack and takes nothing; the
+// submit after them is taken as usual.
+func TestNackSubmits(t *testing.T) {
+	sim := startSim(t, smsc.Options{})
+	e := dialRaw(t, sim.Addr())
+	e.bind(pdu.BindTransceiverID, "x", "")
+	sim.NackSubmits(2, 0x03)
+	for seq := uint32(10); seq < 12; seq++ {
+		e.submitRaw(seq, nil, "hello")
+		if f := e.read(); f.ID != pdu.GenericNACKID || f.Status != 0x03 || f.Seq != seq {
+			t.Fatalf("submit %d answered %+v, want generic_nack 0x03", seq, f)
+		}
+	}
+	e.submitRaw(12, nil, "hello")
+	if f := e.read(); f.ID != pdu.SubmitSMRespID || f.Status != 0 || f.Seq != 12 {
+		t.Fatalf("the submit after the nacks answered %+v", f)
+	}
+	st := sim.Stats()
+	if st.GenericNacksSent != 2 || st.SubmitsReceived != 3 || st.SubmitsAccepted != 1 || st.MTReceived != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// DropAtSubmit closes the connection at the n-th submit_sm, taking the
+// message first or not, and leaves later connections alone.
+func TestDropAtSubmit(t *testing.T) {
+	for _, taken := range []bool{true, false} {
+		t.Run(map[bool]string{true: "taken", false: "lost"}[taken], func(t *testing.T) {
+			sim := startSim(t, smsc.Options{})
+			e := dialRaw(t, sim.Addr())
+			e.bind(pdu.BindTransceiverID, "x", "")
+			sim.DropAtSubmit(2, taken)
+			e.submitRaw(10, []byte{5, 0, 3, 7, 2, 1}, "hello")
+			if f := e.read(); f.ID != pdu.SubmitSMRespID || f.Status != 0 {
+				t.Fatalf("first part answered %+v", f)
+			}
+			e.submitRaw(11, []byte{5, 0, 3, 7, 2, 2}, " world")
+			if f, err := pduio.ReadFrame(e.br, pduio.DefaultMaxPDU); err == nil {
+				t.Fatalf("the second part was answered %+v; want the connection closed", f)
+			}
+			st := sim.Stats()
+			if st.SubmitDrops != 1 {
+				t.Fatalf("stats %+v", st)
+			}
+			if taken && (st.MTReceived != 1 || sim.MTs()[0].Text != "hello world") {
+				t.Fatalf("the dropped part was not taken: %+v %+v", st, sim.MTs())
+			}
+			if !taken && (st.MTReceived != 0 || st.SubmitsReceived != 1) {
+				t.Fatalf("the dropped part was taken: %+v", st)
+			}
+			// The knob fired once: a new connection submits as usual.
+			e2 := dialRaw(t, sim.Addr())
+			e2.bind(pdu.BindTransceiverID, "x", "")
+			e2.submitRaw(1, nil, "again")
+			if f := e2.read(); f.ID != pdu.SubmitSMRespID || f.Status != 0 {
+				t.Fatalf("after the drop a submit answered %+v", f)
+			}
+		})
+	}
+}
