@@ -76,6 +76,12 @@ type Options struct {
 	OnMT func(MT)
 	// Split bounds MO segmentation. Default smstext defaults.
 	Split smstext.SplitOptions
+	// Handsets joins the parts of long MTs into the messages OnMT and
+	// MTs report. Reassembly is the handset's job, and a handset keeps
+	// the parts it has across an SMSC restart: give the Servers that stand
+	// for one SMSC before and after a restart the same Reassembler.
+	// Default: one of the server's own.
+	Handsets *smstext.Reassembler
 	// Logger gets events; phone numbers are masked. Default zerolog.Nop().
 	Logger *zerolog.Logger
 	// Now is the clock for MT timestamps and receipts. Default time.Now.
@@ -205,7 +211,10 @@ func Listen(addr string, opts Options) (*Server, error) {
 		conns:    map[*esme]struct{}{},
 		bindWait: make(chan struct{}),
 		mtWait:   make(chan struct{}),
-		reasm:    smstext.NewReassembler(smstext.ReassemblerOptions{Now: opts.Now}),
+		reasm:    opts.Handsets,
+	}
+	if s.reasm == nil {
+		s.reasm = smstext.NewReassembler(smstext.ReassemblerOptions{Now: opts.Now})
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/roamtrail/roamtrail/smsgw/internal/pduio"
 	"github.com/roamtrail/roamtrail/smsgw/smsc"
+	"github.com/roamtrail/roamtrail/smsgw/smstext"
 )
 
 func startSim(t *testing.T, opts smsc.Options) *smsc.Server {
@@ -254,5 +255,31 @@ func TestDropAtSubmit(t *testing.T) {
 				t.Fatalf("after the drop a submit answered %+v", f)
 			}
 		})
+	}
+}
+
+// Servers sharing Handsets join a long MT whose parts went through each:
+// the handset keeps what it has across an SMSC restart.
+func TestHandsetsOutliveARestart(t *testing.T) {
+	handsets := smstext.NewReassembler(smstext.ReassemblerOptions{})
+	before := startSim(t, smsc.Options{Handsets: handsets})
+	after := startSim(t, smsc.Options{Handsets: handsets})
+	e := dialRaw(t, before.Addr())
+	e.bind(pdu.BindTransceiverID, "x", "")
+	e.submitRaw(1, []byte{5, 0, 3, 7, 2, 1}, "hello")
+	if f := e.read(); f.Status != 0 {
+		t.Fatalf("first part answered %+v", f)
+	}
+	e2 := dialRaw(t, after.Addr())
+	e2.bind(pdu.BindTransceiverID, "x", "")
+	e2.submitRaw(1, []byte{5, 0, 3, 7, 2, 2}, " world")
+	if f := e2.read(); f.Status != 0 {
+		t.Fatalf("second part answered %+v", f)
+	}
+	if mts := after.MTs(); len(mts) != 1 || mts[0].Text != "hello world" || mts[0].Parts != 2 {
+		t.Fatalf("MT after the restart: %+v", mts)
+	}
+	if mts := before.MTs(); len(mts) != 0 {
+		t.Fatalf("MT before the restart: %+v", mts)
 	}
 }
