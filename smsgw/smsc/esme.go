@@ -238,11 +238,16 @@ func (c *esme) submit(f pduio.Frame) {
 		c.write(pduio.Empty(pdu.GenericNACKID, f.Seq, 0x02))
 		return
 	}
+	part := mtPart(sm)
 	s.mu.Lock()
 	drop, take := false, false
 	if s.dropAt > 0 {
 		s.dropAt--
 		drop, take = s.dropAt == 0, s.dropTake
+	}
+	if s.dropPart > 0 && part.Concat.Total > 1 && int(part.Concat.Seq) == s.dropPart {
+		s.dropPart = 0
+		drop, take = true, s.dropTake
 	}
 	if drop {
 		s.stats.SubmitDrops++
@@ -253,7 +258,7 @@ func (c *esme) submit(f pduio.Frame) {
 		}
 		s.mu.Unlock()
 		if take {
-			c.collect(sysID, sm, s.nextMessageID())
+			c.collect(sysID, sm, part, s.nextMessageID())
 		}
 		c.close()
 		return
@@ -285,7 +290,7 @@ func (c *esme) submit(f pduio.Frame) {
 	id := ""
 	if st == 0 && !nack {
 		id = s.nextMessageID()
-		c.collect(sysID, sm, id)
+		c.collect(sysID, sm, part, id)
 	}
 	resp, _ := pduio.IDResp(pdu.SubmitSMRespID, f.Seq, st, id)
 	if nack {
@@ -325,9 +330,8 @@ func (c *esme) submit(f pduio.Frame) {
 	}
 }
 
-// collect feeds one accepted submit_sm into MT reassembly.
-func (c *esme) collect(sysID string, sm *pduio.SM, id string) {
-	s := c.s
+// mtPart is a submit_sm as a part for reassembly.
+func mtPart(sm *pduio.SM) smstext.Part {
 	data := sm.ShortMessage
 	if p, ok := sm.TLVs[pduio.TagMessagePayload]; ok && len(data) == 0 {
 		data = p
@@ -350,6 +354,12 @@ func (c *esme) collect(sysID string, sm *pduio.SM, id string) {
 			part.Concat = smstext.Concat{Ref: r, Total: tot[0], Seq: seq[0]}
 		}
 	}
+	return part
+}
+
+// collect feeds one accepted submit_sm, as part, into MT reassembly.
+func (c *esme) collect(sysID string, sm *pduio.SM, part smstext.Part, id string) {
+	s := c.s
 	m := s.reasm.Add(part)
 	if m == nil {
 		s.mu.Lock()

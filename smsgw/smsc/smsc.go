@@ -145,7 +145,7 @@ type Stats struct {
 	MTReceived       int // complete MT messages
 	GenericNacksRecv int
 	GenericNacksSent int // in answer to submit_sm (NackSubmits)
-	SubmitDrops      int // connections dropped at a submit_sm (DropAtSubmit)
+	SubmitDrops      int // connections dropped at a submit_sm (DropAtSubmit, DropAtPart)
 	EnquireLinksRecv int
 	UnbindsRecv      int
 }
@@ -182,6 +182,7 @@ type Server struct {
 	nackStatus pdu.Status
 	dropAt     int  // the dropAt-th submit_sm from now drops its connection
 	dropTake   bool // and is taken first
+	dropPart   int  // the next part dropPart of a long MT drops its connection
 	throttleIv time.Duration
 	throttleAt time.Time
 	delay      time.Duration
@@ -467,6 +468,15 @@ func (s *Server) NackSubmits(n int, st pdu.Status) {
 func (s *Server) DropAtSubmit(n int, taken bool) {
 	s.mu.Lock()
 	s.dropAt, s.dropTake = max(n, 0), taken
+	s.mu.Unlock()
+}
+
+// DropAtPart is DropAtSubmit at the next submit_sm that is part seq
+// (1-based) of a long MT, UDH or SAR: a link dying in the middle of a long
+// reply. seq <= 0 turns it off.
+func (s *Server) DropAtPart(seq int, taken bool) {
+	s.mu.Lock()
+	s.dropPart, s.dropTake = max(seq, 0), taken
 	s.mu.Unlock()
 }
 

@@ -283,3 +283,26 @@ func TestHandsetsOutliveARestart(t *testing.T) {
 		t.Fatalf("MT before the restart: %+v", mts)
 	}
 }
+
+// DropAtPart waits for a part of a long MT: a message on its own and the
+// first part pass.
+func TestDropAtPart(t *testing.T) {
+	sim := startSim(t, smsc.Options{})
+	e := dialRaw(t, sim.Addr())
+	e.bind(pdu.BindTransceiverID, "x", "")
+	sim.DropAtPart(2, false)
+	e.submitRaw(1, nil, "alone")
+	e.submitRaw(2, []byte{5, 0, 3, 7, 3, 1}, "one")
+	for seq := uint32(1); seq <= 2; seq++ {
+		if f := e.read(); f.ID != pdu.SubmitSMRespID || f.Status != 0 || f.Seq != seq {
+			t.Fatalf("submit %d answered %+v", seq, f)
+		}
+	}
+	e.submitRaw(3, []byte{5, 0, 3, 7, 3, 2}, "two")
+	if f, err := pduio.ReadFrame(e.br, pduio.DefaultMaxPDU); err == nil {
+		t.Fatalf("part 2 was answered %+v; want the connection closed", f)
+	}
+	if st := sim.Stats(); st.SubmitDrops != 1 || st.SubmitsReceived != 2 || st.MTReceived != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
