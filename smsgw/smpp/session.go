@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -384,14 +385,21 @@ func (s *Session) submit(ctx context.Context, sm *pduio.SM) (string, error) {
 			return id, nil
 		}
 		label := fmt.Sprintf("status_0x%02X", uint32(f.Status))
+		if f.ID == pdu.GenericNACKID {
+			label = fmt.Sprintf("nack_0x%02X", uint32(f.Status))
+		}
+		// Throttling and a full queue pause the whole bind; a system error
+		// or a generic_nack (the SMSC could not make sense of the PDU, so
+		// it did not take it: sending it again cannot repeat it) is retried
+		// by this submit alone, a few times.
+		bindWide := f.Status == StatusThrottled || f.Status == StatusMsgQFul
 		var pause time.Duration
 		switch {
-		case f.ID == pdu.GenericNACKID:
 		case f.Status == StatusThrottled:
 			pause = s.opts.ThrottlePause
 		case f.Status == StatusMsgQFul:
 			pause = s.opts.QueueFullPause
-		case f.Status == StatusSysErr && syserrs < s.opts.SysErrRetries:
+		case (f.Status == StatusSysErr || f.ID == pdu.GenericNACKID) && syserrs < s.opts.SysErrRetries:
 			syserrs++
 			pause = s.opts.Backoff(syserrs - 1)
 		}
@@ -399,7 +407,7 @@ func (s *Session) submit(ctx context.Context, sm *pduio.SM) (string, error) {
 			s.m.submits.WithLabelValues(label).Inc()
 			return "", &StatusError{Command: f.ID, Status: f.Status}
 		}
-		if f.Status != StatusSysErr {
+		if bindWide {
 			throttles++
 			pause *= time.Duration(1 << min(throttles-1, 3))
 			s.pause(pause)
@@ -409,8 +417,8 @@ func (s *Session) submit(ctx context.Context, sm *pduio.SM) (string, error) {
 			retry = true
 			s.addRetrying(1)
 		}
-		s.m.submits.WithLabelValues("retry_" + label[len("status_"):]).Inc()
-		if f.Status == StatusSysErr {
+		s.m.submits.WithLabelValues("retry_" + label[strings.Index(label, "_")+1:]).Inc()
+		if !bindWide {
 			select {
 			case <-time.After(pause):
 			case <-ctx.Done():
