@@ -483,6 +483,18 @@ type Message struct {
 // smstext.ErrTooLong before anything is sent. When a part fails, the error
 // is a *PartsError saying which parts were accepted; later parts are not
 // sent.
+//
+// A part of a long message whose outcome is unknown does not end it, unlike
+// a message on its own: a part written as the link died is sent again on
+// the next bind, and after a part whose response did not come in time on a
+// live link the rest follow (its id is then ""). A handset reassembles
+// parts by reference and sequence number and holds one of each, so a part
+// that arrives twice while the message is incomplete is one part; only a
+// repeated last part of a message already complete starts a set of its
+// own, which the handset drops or, on some models, shows as a fragment
+// after its reassembly timeout. Stopping instead costs the whole message.
+// A part lost with the link maxPartResends times in a row ends it as
+// unknown.
 func (s *Session) SubmitParts(ctx context.Context, m *Message) ([]string, error) {
 	seg, err := smstext.SplitWith(m.Text, s.opts.Split)
 	if err != nil {
@@ -522,6 +534,19 @@ func (s *Session) SubmitParts(ctx context.Context, m *Message) ([]string, error)
 	ids := make([]string, 0, len(subs))
 	for i := range subs {
 		id, err := s.Submit(ctx, &subs[i])
+		for resends := 0; len(subs) > 1 && errors.Is(err, ErrUnknownOutcome) && ctx.Err() == nil; resends++ {
+			if errors.Is(err, ErrResponseTimeout) {
+				err = nil // the link is up: the SMSC has it, and is slow
+				break
+			}
+			if !errors.Is(err, ErrConnLost) || resends == maxPartResends {
+				break
+			}
+			s.m.submits.WithLabelValues("part_resent").Inc()
+			s.log.Info().Str(logDst, smstext.Mask(m.Dest.Addr)).Int(logParts, len(subs)).Int("part", i+1).
+				Msg("a part of a long message went with the link: sending it again")
+			id, err = s.Submit(ctx, &subs[i])
+		}
 		if err != nil {
 			return ids, &PartsError{Accepted: ids, Failed: i + 1, Total: len(subs), Err: err}
 		}
@@ -529,6 +554,10 @@ func (s *Session) SubmitParts(ctx context.Context, m *Message) ([]string, error)
 	}
 	return ids, nil
 }
+
+// maxPartResends bounds how often SubmitParts sends again a part lost
+// with the link: an SMSC that drops every link at it is not coming back.
+const maxPartResends = 3
 
 // nextRef returns the next concatenation reference for a destination, so
 // that two long messages to one handset never share a reference.
