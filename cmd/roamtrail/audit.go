@@ -46,7 +46,7 @@ func (e *env) auditCommand() *cli.Command {
 				Usage:     "print access log entries",
 				ArgsUsage: " ",
 				Flags:     showFlags,
-				Before:    altsrc.InitInputSourceWithContext(showFlags, altsrc.NewYamlSourceFromFlagFunc("config")),
+				Before:    altsrc.InitInputSourceWithContext(showFlags, configFile),
 				Action:    e.auditShow,
 			},
 			{
@@ -55,7 +55,7 @@ func (e *env) auditCommand() *cli.Command {
 				Description: fmt.Sprintf("Exits %d naming the first bad entry when the log fails verification.", exitLogBad),
 				ArgsUsage:   " ",
 				Flags:       verifyFlags,
-				Before:      altsrc.InitInputSourceWithContext(verifyFlags, altsrc.NewYamlSourceFromFlagFunc("config")),
+				Before:      altsrc.InitInputSourceWithContext(verifyFlags, configFile),
 				Action:      e.auditVerify,
 			},
 		},

@@ -77,7 +77,7 @@ func (e *env) serveCommand() *cli.Command {
 		Usage:     "bind to the SMSC and answer subscribers' itinerary requests",
 		ArgsUsage: " ",
 		Flags:     flags,
-		Before:    altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+		Before:    altsrc.InitInputSourceWithContext(flags, configFile),
 		Action: func(c *cli.Context) error {
 			log, err := e.logger(c)
 			if err != nil {

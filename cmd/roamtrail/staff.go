@@ -299,6 +299,29 @@ func smscFlags() []cli.Flag {
 // staffConfigUsage describes --config on the staff and audit commands.
 const staffConfigUsage = "serve's YAML file: the SMSC, data dir and key settings are read from it"
 
+// configFile reads --config as YAML for altsrc. YAML writes 500 for a
+// number a float flag takes (max-tps: 500), which altsrc refuses as an
+// int; whole numbers are taken for floats here.
+func configFile(c *cli.Context) (altsrc.InputSourceContext, error) {
+	src, err := altsrc.NewYamlSourceFromFlagFunc("config")(c)
+	if err != nil {
+		return nil, err
+	}
+	return wholeFloats{src}, nil
+}
+
+type wholeFloats struct{ altsrc.InputSourceContext }
+
+func (w wholeFloats) Float64(name string) (float64, error) {
+	f, err := w.InputSourceContext.Float64(name)
+	if err != nil {
+		if n, ierr := w.InputSourceContext.Int(name); ierr == nil {
+			return float64(n), nil
+		}
+	}
+	return f, err
+}
+
 // withConfig gives every flag its ROAMTRAIL_<FLAG> variable and makes it
 // readable from a --config YAML file (flags win over the file); it adds
 // --config, described by usage.
@@ -532,7 +555,7 @@ func (e *env) lookupCommand() *cli.Command {
 			"(then --smsc or --config says where to send the SMS).",
 		ArgsUsage: "NUMBER",
 		Flags:     flags,
-		Before:    altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+		Before:    altsrc.InitInputSourceWithContext(flags, configFile),
 		Action: func(c *cli.Context) error {
 			args, err := trailingFlags(c)
 			if err != nil {
@@ -686,7 +709,7 @@ func (e *env) eraseCommand() *cli.Command {
 		Usage:     "erase every visit of a subscriber, on their request",
 		ArgsUsage: "NUMBER",
 		Flags:     flags,
-		Before:    altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+		Before:    altsrc.InitInputSourceWithContext(flags, configFile),
 		Action: func(c *cli.Context) error {
 			args, err := trailingFlags(c)
 			if err != nil {
@@ -719,7 +742,7 @@ func (e *env) operatorsCommand() *cli.Command {
 	sub := func(name, usage, argsUsage string, flags []cli.Flag, action func(c *cli.Context, args []string) error) *cli.Command {
 		return &cli.Command{
 			Name: name, Usage: usage, ArgsUsage: argsUsage, Flags: flags,
-			Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+			Before: altsrc.InitInputSourceWithContext(flags, configFile),
 			Action: func(c *cli.Context) error {
 				args, err := trailingFlags(c)
 				if err != nil {
