@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -94,6 +95,19 @@ var (
 		ActOperatorAdd, ActOperatorDel)
 	roles = set(RoleSubscriber, RoleAgent, RoleAuditor, RoleAdmin, RoleSystem)
 )
+
+// IsAction says whether a is one of the Act constants.
+func IsAction(a string) bool { return actions[a] }
+
+// Actions lists the Act constants, sorted.
+func Actions() []string {
+	out := make([]string, 0, len(actions))
+	for a := range actions {
+		out = append(out, a)
+	}
+	slices.Sort(out)
+	return out
+}
 
 func set(s ...string) map[string]bool {
 	m := make(map[string]bool, len(s))

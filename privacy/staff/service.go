@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -604,20 +603,13 @@ func (s *Service) listOperators(ctx context.Context, req Request) ([]Operator, e
 	return ops, nil
 }
 
-// actions are the access log's Action constants, for checking a filter.
-var actions = []string{
-	audit.ActSelfQuery, audit.ActStaffLookup, audit.ActCodeSent, audit.ActCodeFailed, audit.ActErase,
-	audit.ActOptOut, audit.ActOptIn, audit.ActPurge, audit.ActIngest, audit.ActDenied,
-	audit.ActReassigned, audit.ActRepair, audit.ActPrune,
-}
-
 func (s *Service) auditShow(ctx context.Context, req Request) (*Entries, error) {
 	if s.deps.AuditDir == "" {
 		return nil, fmt.Errorf("%w: no access log dir", ErrUnavailable)
 	}
 	f := audit.Filter{Actor: req.Actor, Action: req.Action, Since: req.Since}
-	if f.Action != "" && !slices.Contains(actions, f.Action) {
-		return nil, fmt.Errorf("%w: action must be one of %v", ErrInvalid, actions)
+	if f.Action != "" && !audit.IsAction(f.Action) {
+		return nil, fmt.Errorf("%w: action must be one of %v", ErrInvalid, audit.Actions())
 	}
 	limit := req.Limit
 	if limit == 0 {

@@ -519,6 +519,10 @@ func TestAuditShowAndVerify(t *testing.T) {
 	if len(es.Entries) != 2 || es.Omitted != 2 || es.Entries[1].Ticket != "T-3" || es.Entries[0].Ticket != "T-2" {
 		t.Errorf("limit 2: %+v", es)
 	}
+	// Every action the log writes can be searched for.
+	for _, a := range audit.Actions() {
+		show(Request{Action: a})
+	}
 	if es := show(Request{Since: h.clock.Now().Add(time.Minute)}); len(es.Entries) != 0 {
 		t.Errorf("since the future: %d entries", len(es.Entries))
 	}
