@@ -123,6 +123,9 @@ func (e *env) purgeCommand() *cli.Command {
 			if _, err := alog.Append(c.Context, purgeEntry(st, svc.retention)); err != nil {
 				return fmt.Errorf("purged, but the access log did not record it: %w", err)
 			}
+			if err := alog.Prune(c.Context, time.Now()); err != nil {
+				return fmt.Errorf("purged visits, but could not prune the access log: %w", err)
+			}
 			return errors.Join(alog.Close(), svc.Close())
 		},
 	}

@@ -352,6 +352,10 @@ func purgeLoop(ctx context.Context, svc *services, alog *audit.Log, log zerolog.
 				log.Error().Err(err).Msg("cannot log a purge in the access log")
 			}
 		}
+		// The access log's own retention (three years by default).
+		if err := alog.Prune(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			log.Error().Err(err).Msg("cannot prune the access log")
+		}
 		select {
 		case <-ctx.Done():
 			return
