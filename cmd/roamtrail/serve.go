@@ -26,6 +26,7 @@ import (
 	"github.com/roamtrail/roamtrail/smsgw/smstext"
 	"github.com/roamtrail/roamtrail/smsgw/state"
 	"github.com/roamtrail/roamtrail/store"
+	"github.com/roamtrail/roamtrail/store/feed"
 )
 
 // gatewayFlags are serve's own flags; each is also read from
@@ -183,6 +184,7 @@ type stack struct {
 	http    *http.Server
 	httpLn  net.Listener
 	admin   *adminServer // admin.go
+	ingest  *feed.Server // live ingest and purge (ingest.go)
 	alog    *audit.Log   // the access log: self-queries, consent, purges, staff
 	wg      sync.WaitGroup
 	errs    chan error
@@ -288,6 +290,16 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 	if st.admin, err = e.startAdmin(c, log, cfg, st, st.alog); err != nil {
 		return nil, err
 	}
+	if st.ingest, err = startIngest(dataDir, st.svc, st.alog, log); err != nil {
+		return nil, err
+	}
+	if st.ingest != nil {
+		st.wg.Go(func() {
+			if err := st.ingest.Serve(); err != nil {
+				st.errs <- err
+			}
+		})
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -368,6 +380,9 @@ func purgeLoop(ctx context.Context, svc *services, alog *audit.Log, log zerolog.
 // needs the session), then the session (unbind), then HTTP and the stores.
 func (st *stack) stop(ctx context.Context) error {
 	errs := []error{st.admin.stop(ctx)} // first: its requests use the session and store
+	if st.ingest != nil {
+		errs = append(errs, st.ingest.Shutdown(ctx)) // ingests in hand stop after their batch
+	}
 	if st.gw != nil {
 		errs = append(errs, st.gw.Shutdown(ctx))
 	}
