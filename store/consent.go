@@ -249,6 +249,15 @@ func (db *DB) changeConsent(ctx context.Context, op string, sub itinerary.Pseudo
 	if err := b.Set(consentKey(sub), appendConsentValue(nil, rec), nil); err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
+	if er.before > 0 {
+		// A staff code pending for sub dies with their history: a code
+		// asked of the subscriber who then opted out, or of the number's
+		// previous holder, must not open what is recorded after. Codes
+		// are keyed by the pseudonym they concern (privacy/staff).
+		if err := b.Delete(codeKey(sub[:]), nil); err != nil {
+			return fmt.Errorf("store: %s: %w", op, err)
+		}
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}

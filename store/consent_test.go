@@ -529,3 +529,38 @@ func BenchmarkFoldConsent(b *testing.B) {
 		})
 	}
 }
+
+// A staff code pending for a subscriber dies with an opt-out or a
+// reassignment; one pending for someone else, or kept over an opt-in, stays.
+func TestConsentChangeDeletesCodes(t *testing.T) {
+	ctx := context.Background()
+	subKey := func(n int) []byte { p := sub(n); return p[:] }
+	clock := newClock(t, nowString)
+	db := MustOpen(t, t.TempDir(), Options{Now: clock.Now})
+	for s := 1; s <= 4; s++ {
+		if err := db.PutCode(ctx, subKey(s), []byte("record")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := clock.Now()
+	for _, step := range []struct {
+		name string
+		do   func() error
+		sub  int
+		kept bool
+	}{
+		{"opt out", func() error { return db.OptOut(ctx, sub(1), now) }, 1, false},
+		{"reassigned", func() error { return db.Reassigned(ctx, sub(2), now) }, 2, false},
+		{"opt in", func() error { return db.OptIn(ctx, sub(3), now) }, 3, true},
+	} {
+		if err := step.do(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if _, ok, err := db.GetCode(ctx, subKey(step.sub)); err != nil || ok != step.kept {
+			t.Errorf("after %s: code kept %t (%v), want %t", step.name, ok, err, step.kept)
+		}
+	}
+	if _, ok, _ := db.GetCode(ctx, subKey(4)); !ok {
+		t.Error("another subscriber's code went too")
+	}
+}
