@@ -262,6 +262,11 @@ func TestStaffDirect(t *testing.T) {
 	if _, err := staffCmdErr(t, data, "lookup", "--operator", "ann", "--ticket", "T-1", "--days", "30", "--code", wrong, "--smsc", sim.Addr(), subNumber); !errors.Is(err, staff.ErrCode) || !strings.Contains(err.Error(), "4 tries left") {
 		t.Fatalf("a wrong code: %v", err)
 	}
+	// The subscriber is told of the wrong try too.
+	mts = sim.waitTo(t, subSMPP, 2)
+	if want := "Customer service entered a wrong code for seeing where your phone has been in the last 30 days (ticket T-1); 4 tries left."; !strings.HasPrefix(mts[1].Text, want) {
+		t.Errorf("wrong-code notification %q", mts[1].Text)
+	}
 	// Flags after the number work too.
 	out = staffCmd(t, data, "lookup", "--operator", "ann", "--ticket", "T-1", subNumber, "--days", "30", "--code", code, "--smsc", sim.Addr())
 	for _, want := range []string{direct, "last 30 days", "日本 Japan", "北京市 Beijing"} {
@@ -269,9 +274,9 @@ func TestStaffDirect(t *testing.T) {
 			t.Errorf("itinerary lacks %q:\n%s", want, out)
 		}
 	}
-	mts = sim.waitTo(t, subSMPP, 2)
-	if want := "With your code, customer service viewed where your phone has been in the last 30 days (ticket T-1)."; mts[1].Text != want {
-		t.Errorf("notification %q", mts[1].Text)
+	mts = sim.waitTo(t, subSMPP, 3)
+	if want := "With your code, customer service viewed where your phone has been in the last 30 days (ticket T-1)."; mts[2].Text != want {
+		t.Errorf("notification %q", mts[2].Text)
 	}
 
 	es := auditEntries(t, data)

@@ -423,8 +423,14 @@ func (s *Service) confirm(ctx context.Context, req Request) (*Itinerary, []strin
 		out.Notified = notify(viewedText(res.lang, req.Days, req.Ticket))
 		return out, warnings, nil
 	case checkWrong:
+		// Every try is an attempt at the subscriber's data: they are told
+		// of each (at most four a code, and codes a number are limited).
 		e.Action, e.Outcome, e.Detail = audit.ActCodeFailed, "failed", fmt.Sprintf("wrong code, %d tries left", res.left)
-		return nil, nil, errors.Join(fmt.Errorf("%w: wrong code, or not the ticket and days it was sent for; %d tries left", ErrCode, res.left), s.record(ctx, e))
+		if err := s.record(ctx, e); err != nil {
+			return nil, nil, errors.Join(fmt.Errorf("%w: wrong code", ErrCode), err)
+		}
+		notify(wrongText(res.lang, req.Days, req.Ticket, res.left))
+		return nil, warnings, fmt.Errorf("%w: wrong code, or not the ticket and days it was sent for; %d tries left; the subscriber was told", ErrCode, res.left)
 	case checkExhausted, checkExpired:
 		why := "wrong code, no tries left: code revoked"
 		if res.outcome == checkExpired {
@@ -437,6 +443,10 @@ func (s *Service) confirm(ctx context.Context, req Request) (*Itinerary, []strin
 		notify(deniedText(res.lang, req.Days, req.Ticket, res.outcome == checkExpired))
 		return nil, warnings, fmt.Errorf("%w: %s; the subscriber was told; send a new code with lookup", ErrCode, why)
 	default: // checkNone
+		// No SMS: nothing was asked of the subscriber and nothing shown,
+		// and with no code there is no bound on tries, so messaging them
+		// would let anyone with the CLI flood a number. The entry is what
+		// auditors see.
 		e.Action, e.Outcome, e.Detail = audit.ActStaffLookup, "denied", "no code pending"
 		return nil, nil, errors.Join(fmt.Errorf("%w: no code is pending for you and this number; send one with lookup", ErrCode), s.record(ctx, e))
 	}

@@ -39,6 +39,16 @@ func viewedText(lang string, days int, ticket string) string {
 	return fmt.Sprintf("客服已凭您提供的验证码查询了您近%d天的行程（工单%s）。", days, ticket)
 }
 
+// wrongText tells the subscriber a wrong code was entered and the request
+// still stands: someone guessing at a code is told to the one who can stop
+// it.
+func wrongText(lang string, days int, ticket string, left int) string {
+	if lang == "en" {
+		return fmt.Sprintf("Customer service entered a wrong code for seeing where your phone has been in the last %d days (ticket %s); %d tries left. Nothing was shown. If you did not agree, give no code.", days, ticket, left)
+	}
+	return fmt.Sprintf("客服为查询您近%d天行程（工单%s）输入的验证码有误，还可再试%d次，未查看任何信息。如非您本人同意，请勿告知验证码。", days, ticket, left)
+}
+
 // deniedText tells the subscriber a request was refused: the code was
 // wrong too often, or came too late.
 func deniedText(lang string, days int, ticket string, expired bool) string {

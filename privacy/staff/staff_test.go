@@ -316,8 +316,10 @@ func TestCodeRules(t *testing.T) {
 				t.Fatalf("wrong try with %d left: %v", i, err)
 			}
 		}
-		if len(h.sms.all()) != sent {
-			t.Error("the subscriber was messaged for a wrong try that left tries")
+		if all := h.sms.all(); len(all) != sent+4 {
+			t.Errorf("%d SMS for 4 wrong tries, want one each", len(all)-sent)
+		} else if got, want := all[sent].Text, wrongText("zh", 15, ticket, 4); got != want {
+			t.Errorf("subscriber told %q, want %q", got, want)
 		}
 		_, err := h.do(confirm("ann", ticket, 15, wrong(code)))
 		if !errors.Is(err, ErrCode) || !strings.Contains(err.Error(), "no tries left") {
@@ -602,6 +604,7 @@ func TestSMSGolden(t *testing.T) {
 		for _, days := range []int{15, 30} {
 			fmt.Fprintf(&b, "code %s %d: %s\n", lang, days, codeText(lang, days, "T-42", "123456", 10*time.Minute))
 			fmt.Fprintf(&b, "viewed %s %d: %s\n", lang, days, viewedText(lang, days, "T-42"))
+			fmt.Fprintf(&b, "wrong %s %d: %s\n", lang, days, wrongText(lang, days, "T-42", 3))
 			fmt.Fprintf(&b, "denied %s %d: %s\n", lang, days, deniedText(lang, days, "T-42", false))
 			fmt.Fprintf(&b, "expired %s %d: %s\n", lang, days, deniedText(lang, days, "T-42", true))
 		}
