@@ -80,6 +80,9 @@ func (db *DB) Apply(ctx context.Context, batch []Sighting, cp *Checkpoint) (Appl
 	if db.consentGen.Load() != gen {
 		groups, st = db.fold(batch)
 	}
+	if err := db.roomFor("apply"); err != nil {
+		return ApplyStats{}, err
+	}
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	type update struct {

@@ -31,6 +31,9 @@ func (db *DB) PutCode(ctx context.Context, key, value []byte) error {
 		return ErrClosed
 	}
 	defer db.lifeMu.RUnlock()
+	if err := db.roomFor("put code"); err != nil {
+		return err
+	}
 	if err := db.pdb.Set(codeKey(key), value, pebble.Sync); err != nil {
 		return fmt.Errorf("store: put code: %w", err)
 	}

@@ -27,6 +27,9 @@ func (db *DB) PutJob(ctx context.Context, id, value []byte) error {
 		return ErrClosed
 	}
 	defer db.lifeMu.RUnlock()
+	if err := db.roomFor("put job"); err != nil {
+		return err
+	}
 	if err := db.pdb.Set(jobKey(id), value, pebble.Sync); err != nil {
 		return fmt.Errorf("store: put job: %w", err)
 	}

@@ -74,6 +74,14 @@ type Options struct {
 	// discards them.
 	Logger *zerolog.Logger
 
+	// MinFree is the free space, in bytes, kept on the data dir's file
+	// system for Pebble's flushes and compactions: a write that adds data
+	// (an ingest batch, a queued job, a code) is refused with ErrDiskFull
+	// while less is free, rather than let Pebble meet a full disk, which it
+	// takes as fatal. Negative turns the check off. The default is twice
+	// MemTableSize plus 16 MiB. Only with the operating system's FS.
+	MinFree int64
+
 	// Collect says whose events Apply keeps: CollectAll (the default)
 	// keeps everyone's but those who opted out; CollectOptedIn keeps only
 	// those who opted in. Either way events from before an opt-in or a
@@ -106,6 +114,9 @@ func (o *Options) withDefaults() (Options, error) {
 	if r.FS == nil {
 		r.FS = vfs.Default
 	}
+	if r.MinFree == 0 {
+		r.MinFree = 2*int64(r.MemTableSize) + 16<<20
+	}
 	if r.Now == nil {
 		r.Now = time.Now
 	}
@@ -126,6 +137,9 @@ type DB struct {
 	pdb  *pebble.DB
 	lock *dirLock
 	mem  *memIndex
+	// spaceDir is where roomFor measures free space; empty with a FS other
+	// than the operating system's.
+	spaceDir string
 
 	// writeMu serialises writers (Apply, Erase, Purge): each reads the index
 	// to compute what it writes, and the index must not change in between.
@@ -163,6 +177,7 @@ func Open(ctx context.Context, dir string, o Options) (_ *DB, err error) {
 		if db.lock, err = lockDir(dir); err != nil {
 			return nil, err
 		}
+		db.spaceDir = dir
 	}
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref()

@@ -1,0 +1,34 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// ErrDiskFull reports a write refused because the data dir's file system
+// has less free space than Options.MinFree. Nothing was written; the same
+// write succeeds once space is freed.
+var ErrDiskFull = errors.New("store: disk full")
+
+// roomFor refuses a write that would eat into the reserve (Options.MinFree)
+// kept for Pebble's own work: Pebble takes a failed write as fatal (it
+// panics, through its logger's Fatalf), and a write ahead of a flush or a
+// compaction can leave them no room. Writes that only remove data (job
+// deletes, erasure, consent changes, purge) are let through: they are
+// small, they free space, and an erasure must not wait for any.
+func (db *DB) roomFor(op string) error {
+	if db.spaceDir == "" || db.opts.MinFree < 0 {
+		return nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(db.spaceDir, &st); err != nil {
+		return nil // cannot tell: let the write try
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if free < db.opts.MinFree {
+		return fmt.Errorf("%w: %s refused: %d MiB free on the data dir's file system, %d MiB kept in reserve (--min-free)",
+			ErrDiskFull, op, free>>20, db.opts.MinFree>>20)
+	}
+	return nil
+}
