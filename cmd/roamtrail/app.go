@@ -69,6 +69,7 @@ func storeFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "min-dwell", Value: itinerary.DefaultMinDwell, Usage: "least span of sightings in a city on a day for it to count (0 counts every sighting)", EnvVars: []string{"ROAMTRAIL_MIN_DWELL"}},
 		&cli.IntFlag{Name: "retention", Value: 30, Usage: "days of history kept and shown, today included", EnvVars: []string{"ROAMTRAIL_RETENTION"}},
 		&cli.StringFlag{Name: "key-file", Usage: "pseudonym key (32 bytes, mode 0600); default DATA_DIR/pseudonym.key, created on first use", EnvVars: []string{"ROAMTRAIL_KEY_FILE"}},
+		&cli.IntFlag{Name: "min-free", Value: 144, Usage: "MiB kept free on the data dir's file system for the store's own work: below it, ingest and incoming MOs are refused (the SMSC keeps them) until space is freed; 0 turns the check off", EnvVars: []string{"ROAMTRAIL_MIN_FREE"}},
 		&cli.StringFlag{Name: "collect", Value: "all", Usage: "whose location events are kept: all (everyone but who opted out with TD) or opted-in (only who opted in with KT)", EnvVars: []string{"ROAMTRAIL_COLLECT"}},
 	}
 }
@@ -114,7 +115,14 @@ func storeOptions(c *cli.Context) (store.Options, itinerary.Rules, error) {
 	default:
 		return store.Options{}, itinerary.Rules{}, fmt.Errorf("--collect: want all or opted-in")
 	}
-	return store.Options{Location: loc, Retention: c.Int("retention"), Collect: collect}, itinerary.Rules{MinDwell: c.Duration("min-dwell")}, nil
+	minFree := int64(c.Int("min-free")) << 20
+	switch {
+	case minFree < 0:
+		return store.Options{}, itinerary.Rules{}, fmt.Errorf("--min-free: want 0 or more MiB")
+	case minFree == 0:
+		minFree = -1 // off
+	}
+	return store.Options{Location: loc, Retention: c.Int("retention"), Collect: collect, MinFree: minFree}, itinerary.Rules{MinDwell: c.Duration("min-dwell")}, nil
 }
 
 // openServices opens the data dir named by the store flags.
