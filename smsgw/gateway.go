@@ -325,6 +325,25 @@ func receiptState(r *smpp.Receipt) string {
 
 // refuse says why an MO cannot be taken now, or "".
 func (g *Gateway) refuse(ctx context.Context) string {
+	if why := g.Refusing(); why != "" {
+		return why
+	}
+	ok, err := g.deps.State.AllowGlobal(ctx, g.opts.GlobalLimit, g.opts.GlobalPer)
+	switch {
+	case err != nil:
+		g.stateFailed(err)
+		return "state"
+	case !ok:
+		g.m.limited.WithLabelValues("global").Inc()
+		return "flood"
+	}
+	return ""
+}
+
+// Refusing says why the gateway would refuse an MO now ("shutdown",
+// "backlog", "state"), or "" when it takes them; for a health check, so it
+// asks nothing of the shared state.
+func (g *Gateway) Refusing() string {
 	g.mu.Lock()
 	closing, full := g.closing, g.backlog >= g.opts.MaxBacklog
 	g.mu.Unlock()
@@ -335,15 +354,6 @@ func (g *Gateway) refuse(ctx context.Context) string {
 		return "backlog"
 	case time.Now().UnixNano() < g.stateDownUntil.Load():
 		return "state"
-	}
-	ok, err := g.deps.State.AllowGlobal(ctx, g.opts.GlobalLimit, g.opts.GlobalPer)
-	switch {
-	case err != nil:
-		g.stateFailed(err)
-		return "state"
-	case !ok:
-		g.m.limited.WithLabelValues("global").Inc()
-		return "flood"
 	}
 	return ""
 }

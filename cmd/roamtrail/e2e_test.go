@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -965,6 +966,9 @@ func TestE2ERedisUnavailable(t *testing.T) {
 		}
 		if got := srv.metric(t, "roamtrail_mo_refused_total", `reason="state"`); got < 3 {
 			t.Errorf("roamtrail_mo_refused_total{reason=state} = %v", got)
+		}
+		if code, text := srv.health(t); code != http.StatusServiceUnavailable || !strings.Contains(text, "shared state") {
+			t.Errorf("/healthz with Redis gone: %d %q", code, text)
 		}
 
 		proxy.Up()

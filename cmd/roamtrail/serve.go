@@ -304,11 +304,22 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if !st.session.Bound() {
+		// Ready means an MO sent now would be answered: bound, the
+		// access log taking appends (no itinerary leaves without its
+		// entry), and the gateway taking MOs (shared state reachable,
+		// backlog not full).
+		switch {
+		case !st.session.Bound():
 			http.Error(w, "not bound to the SMSC", http.StatusServiceUnavailable)
-			return
+		case st.alog.Healthy() != nil:
+			http.Error(w, "the access log takes no appends: "+st.alog.Healthy().Error(), http.StatusServiceUnavailable)
+		case st.gw.Refusing() == "state":
+			http.Error(w, "the shared state (Redis) does not answer", http.StatusServiceUnavailable)
+		case st.gw.Refusing() == "backlog":
+			http.Error(w, "the job backlog is full", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ok")
 		}
-		fmt.Fprintln(w, "ok")
 	})
 	if cfg.httpAddr != "" {
 		if st.httpLn, err = net.Listen("tcp", cfg.httpAddr); err != nil {

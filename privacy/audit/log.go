@@ -334,6 +334,14 @@ func (l *Log) append(e Entry) (Entry, error) {
 	e.Prev = l.hash
 	line := e.seal()
 	if err := l.write(e.Time, line); err != nil {
+		var u undoneError
+		if errors.As(err, &u) {
+			// Nothing of the entry is in the file: the log is as it was,
+			// and the next append may succeed (a full disk that was
+			// cleared, say).
+			l.log.Error().Err(u.err).Str(logFile, l.cur.name).Uint64(logSeq, e.Seq).Msg("audit: append failed and undone")
+			return Entry{}, fmt.Errorf("%w: %w", ErrFailed, u.err)
+		}
 		l.err = err
 		l.log.Error().Err(err).Str(logFile, l.cur.name).Uint64(logSeq, e.Seq).Msg("audit: append failed; refusing appends until reopened")
 		return Entry{}, fmt.Errorf("%w: %w", ErrFailed, err)
@@ -390,9 +398,20 @@ func (l *Log) write(t time.Time, line []byte) error {
 		}
 	}
 	n, err := l.f.Write(line)
+	if err != nil && l.f.Truncate(l.size) == nil {
+		// The file is cut back to its last whole entry (the file is in
+		// append mode: the next write goes after it).
+		return undoneError{err}
+	}
 	l.size += int64(n)
 	return err // synced by append (group commit)
 }
+
+// undoneError is a write that failed and left nothing in the file.
+type undoneError struct{ err error }
+
+func (u undoneError) Error() string { return u.err.Error() }
+func (u undoneError) Unwrap() error { return u.err }
 
 // rotate closes the current file and starts the next. A file is named for
 // the day of its first entry, and never earlier than the file before it if
@@ -434,6 +453,21 @@ func (l *Log) rotate(day time.Time) error {
 
 // Close writes a final checkpoint if there were entries since the last one
 // (and the log has not failed), and closes the log. It is idempotent, and safe on a nil *Log.
+// Healthy says whether the log takes appends: nil, ErrClosed, or an error
+// wrapping ErrFailed after a write or fsync failed (the service must then
+// send no itinerary, and says so on its health check).
+func (l *Log) Healthy() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.closed:
+		return ErrClosed
+	case l.err != nil:
+		return fmt.Errorf("%w: %w", ErrFailed, l.err)
+	}
+	return nil
+}
+
 func (l *Log) Close() error {
 	if l == nil {
 		return nil
