@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,16 +33,19 @@ func (e *env) benchOverloadCommand() *cli.Command {
 			&cli.Float64Flag{Name: "factor", Value: 3, Usage: "the overload, as a multiple of the sustained rate"},
 			&cli.DurationFlag{Name: "overload-for", Value: 20 * time.Second, Usage: "how long the overload is offered"},
 			&cli.DurationFlag{Name: "recover-for", Value: 40 * time.Second, Usage: "how long the normal load runs after it"},
-			&cli.DurationFlag{Name: "redelivery", Value: time.Second, Usage: "the simulator's wait before redelivering an MO refused with ESME_RX_T_APPN"},
+			&cli.DurationFlag{Name: "redelivery", Value: time.Second, Usage: "the SMSC's wait before redelivering an MO refused with ESME_RX_T_APPN"},
+			&cli.IntFlag{Name: "smsc-window", Value: 200, Usage: "most deliver_sm the SMSC has outstanding on the bind (0: no bound, every held MO redelivered at once)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			serveArgFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			cfg := overloadConfig{
+				serveArgs:   c.StringSlice("serve-arg"),
 				subscribers: c.Int("subscribers"), sustained: c.Float64("sustained"),
 				measureFor: c.Duration("measure-for"), measureConc: c.Int("measure-concurrency"),
 				normal: c.Float64("normal"), baselineFor: c.Duration("baseline-for"),
 				factor: c.Float64("factor"), overloadFor: c.Duration("overload-for"), recoverFor: c.Duration("recover-for"),
-				redelivery: c.Duration("redelivery"),
+				redelivery: c.Duration("redelivery"), window: c.Int("smsc-window"),
 			}
 			switch {
 			case cfg.sustained < 0:
@@ -52,6 +56,8 @@ func (e *env) benchOverloadCommand() *cli.Command {
 				return fmt.Errorf("--factor: want more than 1")
 			case cfg.redelivery <= 0:
 				return fmt.Errorf("--redelivery: want more than 0")
+			case cfg.window < 0:
+				return fmt.Errorf("--smsc-window: want 0 (no bound) or more")
 			case cfg.measureConc < 1 || cfg.measureConc > cfg.subscribers:
 				return fmt.Errorf("--measure-concurrency: want 1..--subscribers")
 			case cfg.sustained == 0 && cfg.measureFor < time.Second, cfg.baselineFor < time.Second, cfg.overloadFor < time.Second, cfg.recoverFor < 2*time.Second:
@@ -69,10 +75,11 @@ func (e *env) benchOverloadCommand() *cli.Command {
 }
 
 type overloadConfig struct {
-	subscribers, measureConc                         int
+	subscribers, measureConc, window                 int
 	sustained, normal, factor                        float64
 	measureFor, baselineFor, overloadFor, recoverFor time.Duration
 	redelivery                                       time.Duration
+	serveArgs                                        []string
 }
 
 // The phases, in order; recovery is looked at in two halves.
@@ -101,10 +108,13 @@ type overloadPhase struct {
 	RefusedOther    float64 `json:"refused_other"`
 	MaxBacklog      float64 `json:"max_backlog"`
 	PeakRSSMB       float64 `json:"peak_rss_mb"`
+	ServeCPU        float64 `json:"serve_cpu_cores"` // CPU seconds per second
+	BenchCPU        float64 `json:"bench_cpu_cores"` // the simulator and the load
 }
 
 type overloadResult struct {
 	Sustained     float64         `json:"sustained_per_s"`
+	Window        int             `json:"smsc_window"`
 	Measured      bool            `json:"sustained_measured"`
 	Phases        []overloadPhase `json:"phases"`
 	Refused       float64         `json:"refused_rx_t_appn"`
@@ -119,6 +129,7 @@ type overloadResult struct {
 	Suppressed    float64         `json:"redeliveries_suppressed"`
 	PeakRSSMB     float64         `json:"peak_rss_mb"`
 	DrainSeconds  float64         `json:"drain_seconds"` // from the end of the overload until the backlog was back to the baseline's
+	ErrorKinds    string          `json:"error_kinds,omitempty"`
 	Recovered     bool            `json:"recovered"`
 	RecoveryNotes []string        `json:"recovery_notes"`
 }
@@ -129,15 +140,23 @@ func (r *overloadResult) table() string {
 	if !r.Measured {
 		how = "given"
 	}
-	fmt.Fprintf(&b, "roamtrail bench overload: sustained %.0f queries/s (%s); serve as its own process\n", r.Sustained, how)
-	fmt.Fprintf(&b, "  %-20s %6s %9s %9s %9s %9s %9s %9s %9s %8s %8s\n", "phase", "secs", "offered/s", "started/s", "done/s", "p50 ms", "p99 ms", "refused", "max queue", "RSS MB", "timed")
-	for _, p := range r.Phases {
-		fmt.Fprintf(&b, "  %-20s %6.1f %9.0f %9.0f %9.0f %9.1f %9.1f %9.0f %9.0f %8.1f %8d\n", p.Name, p.Seconds, p.OfferedPerSec, p.StartedPerSec, p.CompletedPerSec, p.P50ms, p.P99ms,
-			p.RefusedBacklog+p.RefusedQueue+p.RefusedOther, p.MaxBacklog, p.PeakRSSMB, p.Replies)
+	win := fmt.Sprintf("the SMSC keeps at most %d deliver_sm outstanding", r.Window)
+	if r.Window == 0 {
+		win = "no bound on the SMSC's deliver_sm outstanding"
 	}
+	fmt.Fprintf(&b, "roamtrail bench overload: sustained %.0f queries/s (%s); serve as its own process; %s\n", r.Sustained, how, win)
+	fmt.Fprintf(&b, "  %-19s %5s %9s %9s %7s %8s %8s %8s %9s %7s %5s %5s\n", "phase", "secs", "offered/s", "started/s", "done/s", "p50 ms", "p99 ms", "refused", "max queue", "RSS MB", "cpu s", "cpu b")
+	for _, p := range r.Phases {
+		fmt.Fprintf(&b, "  %-19s %5.1f %9.0f %9.0f %7.0f %8.1f %8.1f %8.0f %9.0f %7.1f %5.2f %5.2f\n", p.Name, p.Seconds, p.OfferedPerSec, p.StartedPerSec, p.CompletedPerSec, p.P50ms, p.P99ms,
+			p.RefusedBacklog+p.RefusedQueue+p.RefusedOther, p.MaxBacklog, p.PeakRSSMB, p.ServeCPU, p.BenchCPU)
+	}
+	fmt.Fprintf(&b, "  (p50/p99: MO to reply, of queries started in the phase; cpu s/b: cores used by serve / by the simulator and load)\n")
 	fmt.Fprintf(&b, "  refused with ESME_RX_T_APPN: %.0f (gateway backlog %.0f, handler queue %.0f, other %.0f); simulator redeliveries %d\n", r.Refused, r.sum(func(p overloadPhase) float64 { return p.RefusedBacklog }),
 		r.sum(func(p overloadPhase) float64 { return p.RefusedQueue }), r.sum(func(p overloadPhase) float64 { return p.RefusedOther }), r.Redelivered)
 	fmt.Fprintf(&b, "  polite busy replies: %d; MOs given up by the simulator: %d; queries skipped (no idle subscriber): %d; errors: %d\n", r.Busy, r.GivenUp, r.Skipped, r.Errors)
+	if r.Errors > 0 {
+		fmt.Fprintf(&b, "  errors: %s\n", r.ErrorKinds)
+	}
 	fmt.Fprintf(&b, "  MOs accepted %d: replies lost %d, duplicated %d (redeliveries suppressed by the gateway: %.0f)\n", r.Accepted, r.Lost, r.Duplicates, r.Suppressed)
 	fmt.Fprintf(&b, "  peak RSS %.1f MB; backlog back to normal %.1fs after the overload ended\n", r.PeakRSSMB, r.DrainSeconds)
 	verdict := "recovered"
@@ -212,9 +231,9 @@ func (e *env) runOverload(ctx context.Context, cfg overloadConfig) (*overloadRes
 		subscribers: cfg.subscribers, progress: e.stderr,
 		// The refusals under test are the backlog's and the handler
 		// queue's; the daily limit and the flood breaker stay out of it.
-		serveArgs: []string{"--daily-limit", "1000000000", "--global-limit", "1000000000"},
+		serveArgs: append([]string{"--daily-limit", "1000000000", "--global-limit", "1000000000"}, cfg.serveArgs...),
 		// An SMSC keeps a refused MO and retries it for a long while.
-		sim: smsc.Options{RedeliveryDelay: cfg.redelivery, MaxDeliveryAttempts: int(10*time.Minute/cfg.redelivery) + 1},
+		sim: simSchedule(cfg.window, cfg.redelivery),
 	})
 	if err != nil {
 		return nil, err
@@ -227,6 +246,18 @@ func (e *env) runOverload(ctx context.Context, cfg overloadConfig) (*overloadRes
 	return res, err
 }
 
+// keepFor is how long the SMSC keeps retrying a refused MO.
+const keepFor = 10 * time.Minute
+
+// simSchedule is the simulator's redelivery: its own when the bind has no
+// window, else one attempt per delivery, the bench retrying (queryLoad.inject).
+func simSchedule(window int, redelivery time.Duration) smsc.Options {
+	if window > 0 {
+		return smsc.Options{MaxDeliveryAttempts: 1}
+	}
+	return smsc.Options{RedeliveryDelay: redelivery, MaxDeliveryAttempts: int(keepFor/redelivery) + 1}
+}
+
 func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloadResult, error) {
 	numbers := make([]string, cfg.subscribers)
 	for i := range numbers {
@@ -234,7 +265,10 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 	}
 	rand.New(rand.NewPCG(3, 4)).Shuffle(len(numbers), func(i, j int) { numbers[i], numbers[j] = numbers[j], numbers[i] })
 	q := newQueryLoad(r, numbers, len(numbers))
-	res := &overloadResult{Sustained: cfg.sustained, Measured: cfg.sustained == 0}
+	if cfg.window > 0 {
+		q.window, q.redelivery, q.attempts = make(chan struct{}, cfg.window), cfg.redelivery, int(keepFor/cfg.redelivery)+1
+	}
+	res := &overloadResult{Sustained: cfg.sustained, Measured: cfg.sustained == 0, Window: cfg.window}
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
@@ -247,6 +281,7 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 		at                   time.Time
 		started, completed   int64
 		backlog, queue, othr float64
+		serveCPU, benchCPU   float64
 	}
 	snap := func() (mark, error) {
 		m, err := r.metrics(ctx)
@@ -261,7 +296,8 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 				qf += v
 			}
 		}
-		return mark{at: time.Now(), started: q.started.Load(), completed: q.completed.Load(), backlog: bl, queue: qf, othr: all - bl}, nil
+		return mark{at: time.Now(), started: q.started.Load(), completed: q.completed.Load(), backlog: bl, queue: qf, othr: all - bl,
+			serveCPU: cpuSeconds(r.serve.Process.Pid), benchCPU: cpuSeconds(os.Getpid())}, nil
 	}
 	phase := func(p int, offered float64, run func()) error {
 		if err := r.crashed(); err != nil {
@@ -284,6 +320,7 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 			Name: phaseNames[p], Seconds: secs, OfferedPerSec: offered,
 			StartedPerSec: float64(b.started-a.started) / secs, CompletedPerSec: float64(b.completed-a.completed) / secs,
 			RefusedBacklog: b.backlog - a.backlog, RefusedQueue: b.queue - a.queue, RefusedOther: b.othr - a.othr,
+			ServeCPU: (b.serveCPU - a.serveCPU) / secs, BenchCPU: (b.benchCPU - a.benchCPU) / secs,
 		}
 		if offered == 0 {
 			ph.OfferedPerSec = ph.StartedPerSec
@@ -378,9 +415,10 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 		res.PeakRSSMB = float64(p.HWM) / (1 << 20)
 	}
 	st := r.sim.Stats()
-	res.Redelivered = st.MORedelivered
+	res.Redelivered = st.MORedelivered + int(q.redelivered.Load())
 	res.Refused = res.sum(func(p overloadPhase) float64 { return p.RefusedBacklog + p.RefusedQueue + p.RefusedOther })
 	res.GivenUp, res.Busy, res.Skipped, res.Errors = q.notTaken.Load(), q.busy.Load(), q.skipped.Load(), q.errs.Load()
+	res.ErrorKinds = q.why()
 	res.Lost, res.Duplicates = r.lines.account()
 	for _, ln := range r.lines.snapshot() {
 		res.Accepted += ln.want.Load()

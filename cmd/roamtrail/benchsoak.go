@@ -57,11 +57,13 @@ func (e *env) benchSoakCommand() *cli.Command {
 			&cli.DurationFlag{Name: "ingest-every", Value: 30 * time.Second, Usage: "an ingest of new events into the running service this often; 0: none"},
 			&cli.DurationFlag{Name: "purge-every", Value: 2 * time.Minute, Usage: "a purge through the running service this often; 0: none"},
 			&cli.BoolFlag{Name: "json", Usage: "print the summary as one JSON object"},
+			serveArgFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			cfg := soakConfig{
 				duration: c.Duration("duration"), out: c.String("out"), subscribers: c.Int("subscribers"),
 				rate: c.Float64("rate"), concurrency: c.Int("concurrency"), sample: c.Duration("sample"),
+				serveArgs:  c.StringSlice("serve-arg"),
 				staffEvery: c.Duration("staff-every"), ingestEvery: c.Duration("ingest-every"), purgeEvery: c.Duration("purge-every"),
 			}
 			switch {
@@ -91,8 +93,14 @@ type soakConfig struct {
 	duration, sample                    time.Duration
 	staffEvery, ingestEvery, purgeEvery time.Duration
 	out                                 string
+	serveArgs                           []string
 	subscribers, concurrency            int
 	rate                                float64
+}
+
+// serveArgFlag passes more flags to serve (--serve-arg=--redis-url=URL).
+func serveArgFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "serve-arg", Usage: "one more flag for serve, e.g. --serve-arg=--redis-url=redis://127.0.0.1:6379/0 (repeatable)"}
 }
 
 // staffNumbers subscribers at the end of the population are the subjects
@@ -313,6 +321,25 @@ type proc struct {
 	FDs      int
 }
 
+// cpuSeconds is the user and system CPU time pid used so far.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return math.NaN()
+	}
+	// Fields after the command name, which is in parentheses and may hold
+	// spaces: utime and stime are the 12th and 13th after it, in ticks
+	// (USER_HZ, 100 on Linux).
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return math.NaN()
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	s, _ := strconv.ParseFloat(f[12], 64)
+	return (u + s) / 100
+}
+
 func (r *rig) proc() (proc, error) {
 	var p proc
 	pid := r.serve.Process.Pid
@@ -522,12 +549,25 @@ type queryLoad struct {
 	replyWait  time.Duration
 	injectWait time.Duration
 
+	// window, when set, makes the bench the SMSC's delivery schedule: at
+	// most cap(window) deliver_sm outstanding on the bind, as an SMSC's
+	// window allows, each MO tried once by the simulator and, when
+	// refused, again after redelivery. Unset: the simulator's own
+	// redelivery, with no bound on deliver_sm outstanding.
+	window      chan struct{}
+	redelivery  time.Duration
+	attempts    int
+	redelivered atomic.Int64
+
 	started, completed, skipped  atomic.Int64
 	errs                         atomic.Int64 // queries that failed, any reason
 	notTaken, noReply, wrongText atomic.Int64 // why
 	busy                         atomic.Int64 // polite "busy" replies
 	inflight                     atomic.Int64
 	wg                           sync.WaitGroup
+
+	wrongMu sync.Mutex
+	wrong   []string // the first unexpected replies
 }
 
 // newQueryLoad makes a pool of numbers, of which at most limit query at
@@ -571,7 +611,7 @@ func (q *queryLoad) query(ctx context.Context, ln *mtLine) bool {
 	for i, text := range []string{"CXMYD", "Y"} {
 		t0 := time.Now()
 		ictx, cancel := context.WithTimeout(ctx, q.injectWait)
-		err := q.rig.sim.InjectMO(ictx, ln.number, "10086", text)
+		err := q.inject(ictx, ln.number, text)
 		cancel()
 		if err != nil {
 			// Refused until the simulator gave up, or our own deadline:
@@ -596,11 +636,58 @@ func (q *queryLoad) query(ctx context.Context, ln *mtLine) bool {
 		case i == 0 && !strings.HasPrefix(mt.Text, promptPrefix), i == 1 && !strings.HasPrefix(mt.Text, itineraryPrefix):
 			q.errs.Add(1)
 			q.wrongText.Add(1)
+			q.sampleWrong(text, mt.Text)
 			return true
 		}
 	}
 	q.completed.Add(1)
 	return true
+}
+
+// inject delivers one MO to the gateway, retrying while it is refused.
+func (q *queryLoad) inject(ctx context.Context, from, text string) error {
+	if q.window == nil {
+		return q.rig.sim.InjectMO(ctx, from, "10086", text)
+	}
+	for attempt := 1; ; attempt++ {
+		select {
+		case q.window <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		err := q.rig.sim.InjectMO(ctx, from, "10086", text)
+		<-q.window
+		if err == nil || !errors.Is(err, smsc.ErrNotDelivered) || attempt >= q.attempts {
+			return err
+		}
+		q.redelivered.Add(1)
+		select {
+		case <-time.After(q.redelivery):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// sampleWrong keeps the first few unexpected replies (the service's own
+// wording, never a number) for the report.
+func (q *queryLoad) sampleWrong(mo, mt string) {
+	q.wrongMu.Lock()
+	defer q.wrongMu.Unlock()
+	if len(q.wrong) < 5 {
+		q.wrong = append(q.wrong, fmt.Sprintf("%s -> %q", mo, mt))
+	}
+}
+
+// why says what the errors were.
+func (q *queryLoad) why() string {
+	q.wrongMu.Lock()
+	defer q.wrongMu.Unlock()
+	s := fmt.Sprintf("MO not taken %d, no reply in %s %d, unexpected reply %d", q.notTaken.Load(), q.replyWait, q.noReply.Load(), q.wrongText.Load())
+	if len(q.wrong) > 0 {
+		s += ": " + strings.Join(q.wrong, ", ")
+	}
+	return s
 }
 
 // pace starts queries at rate per second until ctx ends or stop closes.
@@ -664,6 +751,7 @@ type soakResult struct {
 	Summary      []seriesSummary `json:"summary"`
 	Verdict      string          `json:"verdict"`
 	Samples      []soakSample    `json:"samples"`
+	ErrorKinds   string          `json:"error_kinds,omitempty"`
 	OpErrors     []string        `json:"op_errors,omitempty"`
 }
 
@@ -677,6 +765,9 @@ func (r *soakResult) table() string {
 		fmt.Fprintf(&b, "  %-12s %14.2f %14.2f  %s\n", s.Series, s.Q1, s.Q4, s.Verdict)
 	}
 	fmt.Fprintf(&b, "  verdict: %s\n", r.Verdict)
+	if r.Errors > 0 {
+		fmt.Fprintf(&b, "  query errors: %s\n", r.ErrorKinds)
+	}
 	for _, e := range r.OpErrors {
 		fmt.Fprintf(&b, "  error: %s\n", e)
 	}
@@ -709,7 +800,7 @@ func (e *env) runSoak(ctx context.Context, cfg soakConfig) (*soakResult, error) 
 		subscribers: cfg.subscribers, progress: e.stderr,
 		// The load repeats queries all day and may burst: neither the
 		// daily limit nor the flood breaker is what a soak looks at.
-		serveArgs: []string{"--daily-limit", "1000000000", "--global-limit", "1000000000"},
+		serveArgs: append([]string{"--daily-limit", "1000000000", "--global-limit", "1000000000"}, cfg.serveArgs...),
 	})
 	if err != nil {
 		return nil, err
@@ -780,6 +871,9 @@ func (e *env) runSoak(ctx context.Context, cfg soakConfig) (*soakResult, error) 
 	every(cfg.ingestEvery, func(i int) { r.ingestNew(loadCtx, &ops, numbers, i) })
 	every(cfg.purgeEvery, func(int) {
 		out, err := r.runIn(loadCtx, nil, "purge", "--data-dir", r.dataDir)
+		if err == nil && !strings.Contains(out, "by the running service") {
+			err = errors.New("not done by the running service")
+		}
 		if err != nil {
 			ops.purgeErr.Add(1)
 			ops.fail("purge", err, out)
@@ -836,6 +930,7 @@ func (e *env) runSoak(ctx context.Context, cfg soakConfig) (*soakResult, error) 
 	res.Ingests, res.IngestErrors = ops.ingests.Load(), ops.ingestErr.Load()
 	res.Purges, res.PurgeErrors = ops.purges.Load(), ops.purgeErr.Load()
 	res.OpErrors = ops.errs
+	res.ErrorKinds = q.why()
 	res.Summary, res.Verdict = summarise(res.Samples)
 	if err := r.stopServe(); err != nil {
 		runErr = errors.Join(runErr, err)
@@ -994,6 +1089,9 @@ func (r *rig) ingestNew(ctx context.Context, ops *soakOps, numbers []string, i i
 	}
 	defer os.Remove(file)
 	out, err := r.runIn(ctx, nil, "ingest", "--data-dir", r.dataDir, file)
+	if err == nil && !strings.Contains(out, "by the running service") {
+		err = errors.New("not done by the running service")
+	}
 	if err != nil {
 		ops.ingestErr.Add(1)
 		ops.fail("ingest", err, out)
