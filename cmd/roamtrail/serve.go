@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +41,7 @@ func gatewayFlags() []cli.Flag {
 		&cli.StringFlag{Name: "system-type", Usage: "SMPP system_type"},
 		&cli.StringFlag{Name: "bind", Value: "trx", Usage: "trx (one transceiver) or rx+tx (a receiver and a transmitter)"},
 		&cli.BoolFlag{Name: "tls", Usage: "SMPP over TLS"},
+		&cli.StringFlag{Name: "tls-ca", Usage: "with --tls: PEM file of the CA certificates the SMSC's certificate must chain to (default: the system's)"},
 		&cli.StringFlag{Name: "short-code", Value: "10086", Usage: "the service number subscribers text"},
 		&cli.StringFlag{Name: "redis-url", Usage: "Redis for state shared by several instances (redis://host:port/db); default: in memory, one instance"},
 		// Instances that share state must share the prefix; deployments (or
@@ -128,6 +131,20 @@ func gatewayConfigFrom(c *cli.Context) (gatewayConfig, error) {
 	if c.Bool("tls") {
 		host, _, _ := net.SplitHostPort(g.smpp.Addr)
 		g.smpp.TLS = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		// An operator's SMSC often has a certificate from the operator's
+		// own CA, which the system's roots do not hold.
+		if path := c.String("tls-ca"); path != "" {
+			pem, err := os.ReadFile(path)
+			if err != nil {
+				return g, fmt.Errorf("--tls-ca: %w", err)
+			}
+			g.smpp.TLS.RootCAs = x509.NewCertPool()
+			if !g.smpp.TLS.RootCAs.AppendCertsFromPEM(pem) {
+				return g, fmt.Errorf("--tls-ca: no PEM certificate in %s", path)
+			}
+		}
+	} else if c.String("tls-ca") != "" {
+		return g, fmt.Errorf("--tls-ca: only with --tls")
 	}
 	if g.smpp.Window < 1 || g.smpp.Window > 1000 {
 		return g, fmt.Errorf("--window: want 1..1000")

@@ -16,6 +16,7 @@ package smsc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -47,6 +48,9 @@ type Account struct {
 
 // Options configures a Server. Zero values mean the documented defaults.
 type Options struct {
+	// TLS, when set, makes the simulator an SMPP-over-TLS SMSC with this
+	// config (its certificate). Default nil: plain TCP.
+	TLS *tls.Config
 	// Accounts lists who may bind. Default: anyone, any password.
 	Accounts []Account
 	// SystemID is what bind_resp carries. Default "roamsim".
@@ -203,6 +207,9 @@ func Listen(addr string, opts Options) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("smsc: listen: %w", err)
+	}
+	if opts.TLS != nil {
+		ln = tls.NewListener(ln, opts.TLS)
 	}
 	opts = opts.withDefaults()
 	s := &Server{
