@@ -32,7 +32,8 @@ func (e *env) benchOverloadCommand() *cli.Command {
 			&cli.DurationFlag{Name: "baseline-for", Value: 15 * time.Second, Usage: "how long the normal load runs before the overload"},
 			&cli.Float64Flag{Name: "factor", Value: 3, Usage: "the overload, as a multiple of the sustained rate"},
 			&cli.DurationFlag{Name: "overload-for", Value: 20 * time.Second, Usage: "how long the overload is offered"},
-			&cli.DurationFlag{Name: "recover-for", Value: 40 * time.Second, Usage: "how long the normal load runs after it"},
+			&cli.DurationFlag{Name: "recover-for", Value: 5 * time.Minute, Usage: "the most the normal load runs after it while the queues drain (the SMSC's held MOs and the gateway's backlog)"},
+			&cli.DurationFlag{Name: "after-for", Value: 15 * time.Second, Usage: "how long the normal load runs once they drained"},
 			&cli.DurationFlag{Name: "redelivery", Value: time.Second, Usage: "the SMSC's wait before redelivering an MO refused with ESME_RX_T_APPN"},
 			&cli.IntFlag{Name: "smsc-window", Value: 200, Usage: "most deliver_sm the SMSC has outstanding on the bind (0: no bound, every held MO redelivered at once)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
@@ -44,7 +45,7 @@ func (e *env) benchOverloadCommand() *cli.Command {
 				subscribers: c.Int("subscribers"), sustained: c.Float64("sustained"),
 				measureFor: c.Duration("measure-for"), measureConc: c.Int("measure-concurrency"),
 				normal: c.Float64("normal"), baselineFor: c.Duration("baseline-for"),
-				factor: c.Float64("factor"), overloadFor: c.Duration("overload-for"), recoverFor: c.Duration("recover-for"),
+				factor: c.Float64("factor"), overloadFor: c.Duration("overload-for"), recoverFor: c.Duration("recover-for"), afterFor: c.Duration("after-for"),
 				redelivery: c.Duration("redelivery"), window: c.Int("smsc-window"),
 			}
 			switch {
@@ -60,8 +61,8 @@ func (e *env) benchOverloadCommand() *cli.Command {
 				return fmt.Errorf("--smsc-window: want 0 (no bound) or more")
 			case cfg.measureConc < 1 || cfg.measureConc > cfg.subscribers:
 				return fmt.Errorf("--measure-concurrency: want 1..--subscribers")
-			case cfg.sustained == 0 && cfg.measureFor < time.Second, cfg.baselineFor < time.Second, cfg.overloadFor < time.Second, cfg.recoverFor < 2*time.Second:
-				return fmt.Errorf("phases: want --measure-for, --baseline-for and --overload-for of 1s or more, --recover-for of 2s or more")
+			case cfg.sustained == 0 && cfg.measureFor < time.Second, cfg.baselineFor < time.Second, cfg.overloadFor < time.Second, cfg.recoverFor < time.Second, cfg.afterFor < time.Second:
+				return fmt.Errorf("phases: want --measure-for, --baseline-for, --overload-for, --recover-for and --after-for of 1s or more")
 			}
 			res, err := e.runOverload(c.Context, cfg)
 			if res != nil {
@@ -78,11 +79,13 @@ type overloadConfig struct {
 	subscribers, measureConc, window                 int
 	sustained, normal, factor                        float64
 	measureFor, baselineFor, overloadFor, recoverFor time.Duration
+	afterFor                                         time.Duration
 	redelivery                                       time.Duration
 	serveArgs                                        []string
 }
 
-// The phases, in order; recovery is looked at in two halves.
+// The phases, in order: after the overload, the normal load runs until
+// the queues drained, then for a while longer to see the latency.
 const (
 	phMeasure = iota
 	phBaseline
@@ -92,7 +95,7 @@ const (
 	phases
 )
 
-var phaseNames = [phases]string{"measure", "baseline", "overload", "recovery, 1st half", "recovery, 2nd half"}
+var phaseNames = [phases]string{"measure", "baseline", "overload", "recovery (draining)", "after the drain"}
 
 type overloadPhase struct {
 	Name            string  `json:"name"`
@@ -128,7 +131,7 @@ type overloadResult struct {
 	Duplicates    int64           `json:"duplicate_replies"`
 	Suppressed    float64         `json:"redeliveries_suppressed"`
 	PeakRSSMB     float64         `json:"peak_rss_mb"`
-	DrainSeconds  float64         `json:"drain_seconds"` // from the end of the overload until the backlog was back to the baseline's
+	DrainSeconds  float64         `json:"drain_seconds"` // from the end of the overload until the queues were back to normal (overloadWatch)
 	ErrorKinds    string          `json:"error_kinds,omitempty"`
 	Recovered     bool            `json:"recovered"`
 	RecoveryNotes []string        `json:"recovery_notes"`
@@ -158,7 +161,7 @@ func (r *overloadResult) table() string {
 		fmt.Fprintf(&b, "  errors: %s\n", r.ErrorKinds)
 	}
 	fmt.Fprintf(&b, "  MOs accepted %d: replies lost %d, duplicated %d (redeliveries suppressed by the gateway: %.0f)\n", r.Accepted, r.Lost, r.Duplicates, r.Suppressed)
-	fmt.Fprintf(&b, "  peak RSS %.1f MB; backlog back to normal %.1fs after the overload ended\n", r.PeakRSSMB, r.DrainSeconds)
+	fmt.Fprintf(&b, "  peak RSS %.1f MB\n", r.PeakRSSMB)
 	verdict := "recovered"
 	if !r.Recovered {
 		verdict = "NOT recovered"
@@ -176,19 +179,21 @@ func (r *overloadResult) sum(f func(overloadPhase) float64) float64 {
 }
 
 // overloadWatch samples serve every 250 ms: the phase's peak RSS and
-// backlog, and when the backlog was back to normal after the overload.
+// backlog, and when the queues were back to normal after the overload:
+// the gateway's backlog and the queries in flight (the MOs the SMSC holds
+// among them) both within twice the most seen in the baseline.
 type overloadWatch struct {
-	mu         sync.Mutex
-	phase      int
-	peakRSS    [phases]float64
-	maxBacklog [phases]float64
-	overEnd    time.Time // when the overload ended
-	normalQ    float64   // the most backlog seen in the baseline
-	drainedAt  time.Time
-	err        error
+	mu          sync.Mutex
+	phase       int
+	peakRSS     [phases]float64
+	maxBacklog  [phases]float64
+	maxInflight [phases]float64
+	overEnd     time.Time // when the overload ended
+	drainedAt   time.Time
+	drained     chan struct{} // closed at drainedAt
 }
 
-func (w *overloadWatch) run(ctx context.Context, r *rig) {
+func (w *overloadWatch) run(ctx context.Context, r *rig, ql *queryLoad) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -203,11 +208,15 @@ func (w *overloadWatch) run(ctx context.Context, r *rig) {
 		if perr == nil {
 			w.peakRSS[w.phase] = max(w.peakRSS[w.phase], float64(p.RSS)/(1<<20))
 		}
+		inflight := float64(ql.inflight.Load())
+		w.maxInflight[w.phase] = max(w.maxInflight[w.phase], inflight)
 		if merr == nil {
 			q := m["roamtrail_jobs_backlog"]
 			w.maxBacklog[w.phase] = max(w.maxBacklog[w.phase], q)
-			if !w.overEnd.IsZero() && w.drainedAt.IsZero() && q <= max(w.normalQ, 1) {
+			if !w.overEnd.IsZero() && w.drainedAt.IsZero() &&
+				q <= max(2*w.maxBacklog[phBaseline], 10) && inflight <= max(2*w.maxInflight[phBaseline], 10) {
 				w.drainedAt = time.Now()
+				close(w.drained)
 			}
 		}
 		w.mu.Unlock()
@@ -217,9 +226,6 @@ func (w *overloadWatch) run(ctx context.Context, r *rig) {
 func (w *overloadWatch) setPhase(p int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.phase == phBaseline {
-		w.normalQ = w.maxBacklog[phBaseline]
-	}
 	if w.phase == phOverload {
 		w.overEnd = time.Now()
 	}
@@ -272,9 +278,9 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
-	var w overloadWatch
+	w := overloadWatch{drained: make(chan struct{})}
 	var watchWG sync.WaitGroup
-	watchWG.Go(func() { w.run(loadCtx, r) })
+	watchWG.Go(func() { w.run(loadCtx, r, q) })
 	defer func() { stopLoad(); watchWG.Wait() }()
 
 	type mark struct {
@@ -328,13 +334,15 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 		res.Phases = append(res.Phases, ph)
 		return nil
 	}
-	paced := func(rate float64, d time.Duration) func() {
+	// paced runs rate queries a second for d, or until until closes.
+	paced := func(rate float64, d time.Duration, until <-chan struct{}) func() {
 		return func() {
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			wg.Go(func() { q.pace(loadCtx, rate, stop) })
 			select {
 			case <-time.After(d):
+			case <-until:
 			case <-r.exited:
 			case <-ctx.Done():
 			}
@@ -372,17 +380,18 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 	normal := cfg.normal * res.Sustained
 	over := cfg.factor * res.Sustained
 	steps := []struct {
-		p    int
-		rate float64
-		d    time.Duration
+		p     int
+		rate  float64
+		d     time.Duration
+		until <-chan struct{}
 	}{
-		{phBaseline, normal, cfg.baselineFor},
-		{phOverload, over, cfg.overloadFor},
-		{phRecovery1, normal, cfg.recoverFor / 2},
-		{phRecovery2, normal, cfg.recoverFor - cfg.recoverFor/2},
+		{phBaseline, normal, cfg.baselineFor, nil},
+		{phOverload, over, cfg.overloadFor, nil},
+		{phRecovery1, normal, cfg.recoverFor, w.drained},
+		{phRecovery2, normal, cfg.afterFor, nil},
 	}
 	for _, s := range steps {
-		if err := phase(s.p, s.rate, paced(s.rate, s.d)); err != nil {
+		if err := phase(s.p, s.rate, paced(s.rate, s.d, s.until)); err != nil {
 			return res, err
 		}
 	}
@@ -427,9 +436,9 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 		res.DrainSeconds = w.drainedAt.Sub(w.overEnd).Seconds()
 	}
 
-	// Recovered: the queue drained, the second half of the recovery was
-	// as quick as the baseline (within 2x of its p99, or 20 ms), and every
-	// MO taken got exactly one reply.
+	// Recovered: the queues drained, the load after that was answered as
+	// quickly as in the baseline (within 2x of its p99, or 20 ms), and
+	// every MO taken got exactly one reply.
 	res.Recovered = true
 	note := func(ok bool, s string) {
 		if !ok {
@@ -438,7 +447,7 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 		}
 		res.RecoveryNotes = append(res.RecoveryNotes, s)
 	}
-	note(drainErr == nil && !w.drainedAt.IsZero(), "queue drained")
+	note(drainErr == nil && !w.drainedAt.IsZero(), fmt.Sprintf("queues drained under the normal load (%.1fs after the overload)", res.DrainSeconds))
 	base, rec := res.phase(phaseNames[phBaseline]), res.phase(phaseNames[phRecovery2])
 	latOK := base != nil && rec != nil && rec.Replies > 0 && rec.P99ms <= math.Max(2*base.P99ms, base.P99ms+20)
 	s := "latency back to normal"

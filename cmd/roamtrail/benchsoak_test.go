@@ -110,7 +110,7 @@ func TestBenchSoakShort(t *testing.T) {
 func TestBenchOverloadShort(t *testing.T) {
 	t.Setenv(testMainEnv, "1")
 	stdout, stderr, err := runCmd(t, "", "bench", "overload", "--subscribers", "3000",
-		"--measure-for", "3s", "--measure-concurrency", "20", "--baseline-for", "2s", "--overload-for", "3s", "--recover-for", "6s",
+		"--measure-for", "3s", "--measure-concurrency", "20", "--baseline-for", "2s", "--overload-for", "3s", "--recover-for", "3m", "--after-for", "2s",
 		"--redelivery", "200ms", "--smsc-window", "50",
 		"--serve-arg=--mo-concurrency=1", "--serve-arg=--workers=2", "--json")
 	if err != nil {
