@@ -26,6 +26,9 @@ func (e *env) ingestCommand() *cli.Command {
 		ArgsUsage: "FILE|-",
 		Flags: append(storeFlags(), auditKeyFlag(),
 			&cli.IntFlag{Name: "batch", Value: 1 << 16, Usage: "rows per synced batch"},
+			// A feeder that runs beside serve must not take the data dir
+			// while serve restarts: serve would then find it locked.
+			&cli.BoolFlag{Name: "live", Usage: "only through the running service: fail rather than open the data dir when none answers"},
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -72,7 +75,7 @@ func (e *env) ingestCommand() *cli.Command {
 			if err == nil {
 				return e.ingestLive(c, log, cl, in, name, bar)
 			}
-			if !errors.Is(err, feed.ErrNoService) {
+			if !errors.Is(err, feed.ErrNoService) || c.Bool("live") {
 				return err
 			}
 			svc, err := e.openServices(c, log)
