@@ -64,7 +64,7 @@ func (e *env) startAdmin(c *cli.Context, log zerolog.Logger, cfg gatewayConfig, 
 		Operators:  staff.NewRegistry(filepath.Join(dataDir, "operators.json")),
 		Audit:      alog,
 		Pseudonyms: st.svc.ps, Codes: st.svc.db, Secret: st.svc.key,
-		Itineraries: st.svc.engine, Catalog: st.svc.catalog, Eraser: st.svc.db, Reassigner: st.svc.db,
+		Itineraries: st.svc.engine, Catalog: st.svc.catalog, Eraser: st.consent, Reassigner: st.consent,
 		Notifier: &smppNotifier{sender: st.session, source: shortCodeAddress(cfg.shortCode), carriage: cfg.gw.Carriage},
 		AuditDir: auditDir(dataDir),
 	}

@@ -852,6 +852,41 @@ func TestE2ETwoInstancesSharedRedis(t *testing.T) {
 		wantOnly(t, sim2, e164(subs[1]), tripEN15)
 	})
 
+	t.Run("TD on one reaches the other", func(t *testing.T) {
+		sim1, sim2 := startSim(t, smsc.Options{}), startSim(t, smsc.Options{})
+		keyFile := filepath.Join(t.TempDir(), "pseudonym.key")
+		args := []string{"--redis-url", url, "--redis-prefix", redisPrefix(t, url)}
+		startServe(t, serveConfig{smsc: sim1.Addr(), history: history, keyFile: keyFile, args: args})
+		b := startServe(t, serveConfig{smsc: sim2.Addr(), history: history, keyFile: keyFile, args: args})
+		waitBound(t, sim1, 1)
+		waitBound(t, sim2, 1)
+		alice1, alice2 := phone{t, sim1, e164(subs[0])}, phone{t, sim2, e164(subs[0])}
+		if got := alice1.say("TD"); !strings.HasPrefix(got, "已为您退订") {
+			t.Fatalf("TD: %q", got)
+		}
+		deadline := time.Now().Add(bound)
+		for b.metric(t, "roamtrail_consent_events_total", `op="opt-out",outcome="applied"`) < 1 {
+			if time.Now().After(deadline) {
+				t.Fatal("the other instance never applied the opt-out")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		// The other instance's copy of the history is gone too.
+		if got := alice2.say("CXMYD"); !strings.HasPrefix(got, "您的行程记录未开通或已退订") {
+			t.Fatalf("CXMYD to the other instance after TD: %q", got)
+		}
+		if err := b.stop(); err != nil {
+			t.Fatal(err)
+		}
+		out, stderr, err := runCmd(t, history, "ingest", "--data-dir", b.dataDir, "--key-file", keyFile, "-")
+		if err != nil {
+			t.Fatalf("ingest: %v\n%s", err, stderr)
+		}
+		if !strings.Contains(out, fmt.Sprintf("%d without consent", historyRows)) {
+			t.Errorf("the other instance's ingest kept her events: %s", out)
+		}
+	})
+
 	t.Run("the same MO to both", func(t *testing.T) {
 		sim1, sim2 := startSim(t, smsc.Options{}), startSim(t, smsc.Options{})
 		a, b := pair(t, sim1.Addr(), sim2.Addr())

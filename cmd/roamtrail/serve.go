@@ -201,10 +201,14 @@ type stack struct {
 	http    *http.Server
 	httpLn  net.Listener
 	admin   *adminServer // admin.go
-	ingest  *feed.Server // live ingest and purge (ingest.go)
-	alog    *audit.Log   // the access log: self-queries, consent, purges, staff
-	wg      sync.WaitGroup
-	errs    chan error
+	// consent changes and reads consent: with --redis-url, shared with
+	// the other instances (consentsync.go); stopConsent stops following.
+	consent     consentStore
+	stopConsent context.CancelFunc
+	ingest      *feed.Server // live ingest and purge (ingest.go)
+	alog        *audit.Log   // the access log: self-queries, consent, purges, staff
+	wg          sync.WaitGroup
+	errs        chan error
 
 	stopPurge context.CancelFunc
 }
@@ -259,13 +263,19 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 	if err != nil {
 		return nil, err
 	}
+	var shared *sharedConsent
 	if cfg.redisURL != "" {
 		r, err := state.NewRedis(c.Context, state.RedisOptions{URL: cfg.redisURL, Prefix: cfg.redisPrefix})
 		if err != nil {
 			return nil, fmt.Errorf("--redis-url: %w", err)
 		}
 		st.state = r
+		// Changes of consent reach the other instances' stores
+		// (followed below, once the metrics exist).
+		shared = &sharedConsent{DB: st.svc.db, pub: r, origin: newOrigin()}
+		st.consent = shared
 	} else {
+		st.consent = st.svc.db
 		m, err := state.NewMemory(state.MemoryOptions{})
 		if err != nil {
 			return nil, err
@@ -275,6 +285,17 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if shared != nil {
+		events := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roamtrail_consent_events_total",
+			Help: "Changes of consent read from the other instances, by op and outcome (applied, own, skipped).",
+		}, []string{"op", "outcome"})
+		reg.MustRegister(events)
+		r := st.state.(*state.Redis)
+		followCtx, stopFollow := context.WithCancel(context.WithoutCancel(c.Context))
+		st.stopConsent = stopFollow
+		st.wg.Go(func() { followConsent(followCtx, r, st.svc.db, shared.origin, events, log) })
+	}
 	split := cfg.smpp.Split
 	words := itinerary.Wording{Catalog: st.svc.catalog, Parts: func(text string) int {
 		seg, err := smstext.SplitWith(text, split)
@@ -296,7 +317,7 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 	if st.gw, err = smsgw.New(gwOpts, smsgw.Deps{
 		Itineraries: st.svc.engine, Jobs: st.svc.db, State: st.state, Sender: st.session,
 		Pseudonyms: st.svc.ps, Sealer: sealer,
-		Consent: st.svc.db, AccessLog: accessLog{st.alog, auditDir(dataDir)},
+		Consent: st.consent, AccessLog: accessLog{st.alog, auditDir(dataDir)},
 	}); err != nil {
 		return nil, err
 	}
@@ -419,6 +440,9 @@ func (st *stack) stop(ctx context.Context) error {
 	}
 	if st.stopPurge != nil {
 		st.stopPurge()
+	}
+	if st.stopConsent != nil {
+		st.stopConsent()
 	}
 	if st.http != nil {
 		errs = append(errs, st.http.Shutdown(ctx))

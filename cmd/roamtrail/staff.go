@@ -239,6 +239,10 @@ func (e *env) openStaffDirect(c *cli.Context, log zerolog.Logger, needs staffNee
 				return nil, fmt.Errorf("--redis-url: %w", err)
 			}
 			deps.Forgetter = d.state
+			// and the other instances' stores hear of an erase or a
+			// reassignment through the consent stream.
+			shared := sharedConsent{DB: s.db, pub: d.state, origin: newOrigin()}
+			deps.Eraser, deps.Reassigner = shared, shared
 		}
 	} else if ps, err := pseudonymizerOnly(c, dataDir); err == nil {
 		deps.Pseudonyms = ps // audit show --number: the key, not the store
