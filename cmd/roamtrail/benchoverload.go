@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -436,9 +435,10 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 		res.DrainSeconds = w.drainedAt.Sub(w.overEnd).Seconds()
 	}
 
-	// Recovered: the queues drained, the load after that was answered as
-	// quickly as in the baseline (within 2x of its p99, or 20 ms), and
-	// every MO taken got exactly one reply.
+	// Recovered: the queues drained, the load after that was answered
+	// about as quickly as in the baseline (p50 within 2x + 5 ms, p99
+	// within 3x + 50 ms: the machine is shared and a p99 over seconds is
+	// one GC or one neighbour), and every MO taken got exactly one reply.
 	res.Recovered = true
 	note := func(ok bool, s string) {
 		if !ok {
@@ -449,10 +449,10 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 	}
 	note(drainErr == nil && !w.drainedAt.IsZero(), fmt.Sprintf("queues drained under the normal load (%.1fs after the overload)", res.DrainSeconds))
 	base, rec := res.phase(phaseNames[phBaseline]), res.phase(phaseNames[phRecovery2])
-	latOK := base != nil && rec != nil && rec.Replies > 0 && rec.P99ms <= math.Max(2*base.P99ms, base.P99ms+20)
+	latOK := base != nil && rec != nil && rec.Replies > 0 && rec.P50ms <= 2*base.P50ms+5 && rec.P99ms <= 3*base.P99ms+50
 	s := "latency back to normal"
 	if base != nil && rec != nil {
-		s += fmt.Sprintf(" (p99 %.1f ms against %.1f ms before)", rec.P99ms, base.P99ms)
+		s += fmt.Sprintf(" (p50 %.1f ms, p99 %.1f ms; before the overload %.1f and %.1f)", rec.P50ms, rec.P99ms, base.P50ms, base.P99ms)
 	}
 	note(latOK, s)
 	note(res.Lost == 0 && res.Duplicates == 0, fmt.Sprintf("every accepted MO answered exactly once (%d lost, %d duplicated)", res.Lost, res.Duplicates))
