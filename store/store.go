@@ -140,6 +140,9 @@ type DB struct {
 	// spaceDir is where roomFor measures free space; empty with a FS other
 	// than the operating system's.
 	spaceDir string
+	// spaceFree and spaceAt are roomFor's last measurement: bytes free,
+	// and when (unix nanoseconds).
+	spaceFree, spaceAt atomic.Int64
 
 	// writeMu serialises writers (Apply, Erase, Purge): each reads the index
 	// to compute what it writes, and the index must not change in between.
