@@ -31,7 +31,7 @@ func (e *env) benchCommand() *cli.Command {
 		Name:        "bench",
 		Usage:       "generate a population, ingest it into a fresh store and measure ingest, lookups, disk and purge",
 		ArgsUsage:   " ",
-		Subcommands: []*cli.Command{e.benchSMSCommand(), e.benchSoakCommand(), e.benchOverloadCommand()},
+		Subcommands: []*cli.Command{e.benchSMSCommand(), e.benchCompareCommand(), e.benchSoakCommand(), e.benchOverloadCommand()},
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "subscribers", Value: 100_000, Usage: "population size"},
 			&cli.IntFlag{Name: "days", Value: 30, Usage: "days of history"},

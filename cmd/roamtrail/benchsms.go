@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -24,9 +25,10 @@ import (
 
 func (e *env) benchSMSCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "sms",
-		Usage:     "drive the gateway through the SMSC simulator on loopback, beside a bare echo ESME on the same simulator",
-		ArgsUsage: " ",
+		Name:        "sms",
+		Usage:       "drive the gateway through the SMSC simulator on loopback, beside bare echo ESMEs on the same simulator",
+		ArgsUsage:   " ",
+		Subcommands: []*cli.Command{e.benchGoSMPPEchoCommand()},
 		Flags: append(storeFlags(),
 			&cli.IntFlag{Name: "subscribers", Value: 10_000, Usage: "population with history"},
 			&cli.IntFlag{Name: "concurrency", Value: 200, Usage: "subscribers texting at once"},
@@ -72,6 +74,9 @@ type smsSide struct {
 	P50ms         float64 `json:"mo_to_reply_p50_ms"`
 	P99ms         float64 `json:"mo_to_reply_p99_ms"`
 	Errors        int64   `json:"errors"`
+	// Lost counts MOs the SMSC delivered (deliver_sm_resp OK) whose reply
+	// did not come within the wait.
+	Lost int64 `json:"lost,omitempty"`
 }
 
 type smsBenchResult struct {
@@ -80,6 +85,9 @@ type smsBenchResult struct {
 	Gateway     smsSide `json:"gateway"`
 	Echo        smsSide `json:"echo"`
 	Ratio       float64 `json:"ratio"`
+	// GoSMPP is a bare echo on go-smpp's own Transceiver (benchgosmpp.go).
+	GoSMPP      *goSMPPSide `json:"gosmpp_echo,omitempty"`
+	GoSMPPRatio float64     `json:"gateway_to_gosmpp_ratio,omitempty"`
 }
 
 func (r *smsBenchResult) table() string {
@@ -92,7 +100,17 @@ func (r *smsBenchResult) table() string {
 	}{{"gateway", r.Gateway}, {"echo", r.Echo}} {
 		fmt.Fprintf(&b, "  %-8s %8d %12.0f %11.2f ms %11.2f ms %7d\n", s.name, s.s.Queries, s.s.QueriesPerSec, s.s.P50ms, s.s.P99ms, s.s.Errors)
 	}
+	if g := r.GoSMPP; g != nil {
+		fmt.Fprintf(&b, "  %-8s %8d %12.0f %11.2f ms %11.2f ms %7d  (go-smpp Transceiver)\n", "go-smpp", g.Queries, g.QueriesPerSec, g.P50ms, g.P99ms, g.Errors)
+	}
 	fmt.Fprintf(&b, "  gateway/echo: %.2f (a query is two MOs and two replies: request, prompt, Y, itinerary)\n", r.Ratio)
+	if g := r.GoSMPP; g != nil {
+		fmt.Fprintf(&b, "  gateway/go-smpp: %.2f; go-smpp lost %d MOs (acknowledged, no reply within %.0fs); its handler saw %d MOs, %d replies accepted, %d failed\n",
+			r.GoSMPPRatio, g.Lost, g.WaitSeconds, g.Handled, g.Replied, g.Failed)
+		for _, why := range slices.Sorted(maps.Keys(g.FailedBy)) {
+			fmt.Fprintf(&b, "    %d failed: %s\n", g.FailedBy[why], why)
+		}
+	}
 	return b.String()
 }
 
@@ -180,7 +198,7 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 			return nil, fmt.Errorf("--cpuprofile: %w", err)
 		}
 	}
-	res.Gateway = drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, cfg.duration)
+	res.Gateway = drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, cfg.duration, driveWait)
 	pprof.StopCPUProfile()
 
 	// The same traffic against a bare echo ESME on the same simulator.
@@ -195,35 +213,50 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 	var echoWG sync.WaitGroup
 	echoCtx, stopEcho := context.WithCancel(context.WithoutCancel(ctx))
 	echoWG.Go(func() { echo.Serve(echoCtx) })
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		echo.Shutdown(sctx)
-		cancel()
-		stopEcho()
-		echoWG.Wait()
-	}()
+	var echoOnce sync.Once
+	stopOurEcho := func() {
+		echoOnce.Do(func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			echo.Shutdown(sctx)
+			cancel()
+			stopEcho()
+			echoWG.Wait()
+		})
+	}
+	defer stopOurEcho()
 	ectx, ecancel := context.WithTimeout(ctx, 10*time.Second)
 	defer ecancel()
 	if err := echo.Session().WaitBound(ectx); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(e.stderr, "bench sms: driving the echo ESME for %s...\n", cfg.duration)
-	res.Echo = drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, cfg.duration)
+	res.Echo = drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, cfg.duration, driveWait)
 	if res.Echo.QueriesPerSec > 0 {
 		res.Ratio = res.Gateway.QueriesPerSec / res.Echo.QueriesPerSec
+	}
+	// Our echo unbinds first: the simulator spreads MOs over every bound
+	// receiver.
+	stopOurEcho()
+	if err := e.goSMPPPhase(ctx, sim, router, numbers, cfg.duration, res); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
 
+// driveWait bounds each MO's delivery and reply for the gateway and our
+// echo: neither loses one, so running out is an error worth its wait.
+const driveWait = 30 * time.Second
+
 // drive runs one goroutine per number; each sends the script's MOs in turn,
-// waiting for the reply to each, until d passes. A completed script is one
-// query.
-func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, script []string, d time.Duration) smsSide {
+// waiting up to wait for each to be delivered and answered, until d passes.
+// A completed script is one query.
+func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, script []string, d, wait time.Duration) smsSide {
 	var (
-		queries, errs atomic.Int64
-		mu            sync.Mutex
-		lat           []time.Duration
-		wg            sync.WaitGroup
+		queries, errs, lost atomic.Int64
+		lastDone            atomic.Int64 // since start, of the last query completed
+		mu                  sync.Mutex
+		lat                 []time.Duration
+		wg                  sync.WaitGroup
 	)
 	deadline := time.Now().Add(d)
 	start := time.Now()
@@ -232,16 +265,28 @@ func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, scr
 		wg.Go(func() {
 			var mine []time.Duration
 			for time.Now().Before(deadline) && ctx.Err() == nil {
+				// A reply that came after its wait ran out is not the
+				// answer to the next MO.
+				for drained := false; !drained; {
+					select {
+					case <-ch:
+					default:
+						drained = true
+					}
+				}
 				ok := true
 				for _, text := range script {
 					t0 := time.Now()
-					ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					ictx, cancel := context.WithTimeout(ctx, wait)
 					err := sim.InjectMO(ictx, num, "10086", text)
 					if err == nil {
 						select {
 						case <-ch:
 						case <-ictx.Done():
 							err = ictx.Err()
+							if ctx.Err() == nil {
+								lost.Add(1)
+							}
 						}
 					}
 					cancel()
@@ -254,6 +299,7 @@ func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, scr
 				}
 				if ok {
 					queries.Add(1)
+					lastDone.Store(int64(time.Since(start)))
 				}
 			}
 			mu.Lock()
@@ -262,12 +308,23 @@ func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, scr
 		})
 	}
 	wg.Wait()
-	took := time.Since(start)
-	s := smsSide{Queries: queries.Load(), Errors: errs.Load(), QueriesPerSec: float64(queries.Load()) / took.Seconds()}
+	// Until the last query completed: a worker still waiting out a lost
+	// reply after that does not count as time spent answering.
+	took := time.Duration(lastDone.Load())
+	if took == 0 {
+		took = time.Since(start)
+	}
+	s := smsSide{Queries: queries.Load(), Errors: errs.Load(), Lost: lost.Load(), QueriesPerSec: float64(queries.Load()) / took.Seconds()}
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1e3 }
 		s.P50ms, s.P99ms = q(0.5), q(0.99)
 	}
 	return s
+}
+
+// smsBenchDefaults is bench sms's configuration at its defaults, for the
+// commands that run it (bench compare).
+func smsBenchDefaults() smsBenchConfig {
+	return smsBenchConfig{subscribers: 10_000, concurrency: 200, duration: 10 * time.Second, window: 50, workers: 64}
 }
