@@ -102,6 +102,7 @@ type overloadPhase struct {
 	OfferedPerSec   float64 `json:"offered_per_s"` // queries asked for (open loop) or started (closed loop)
 	StartedPerSec   float64 `json:"started_per_s"`
 	CompletedPerSec float64 `json:"completed_per_s"` // queries whose itinerary came in the phase
+	RepliesPerSec   float64 `json:"replies_per_s"`   // every reply serve sent in the phase: its throughput
 	P50ms           float64 `json:"mo_to_reply_p50_ms"`
 	P99ms           float64 `json:"mo_to_reply_p99_ms"`
 	Replies         int     `json:"replies_timed"` // of queries started in the phase
@@ -147,12 +148,13 @@ func (r *overloadResult) table() string {
 		win = "no bound on the SMSC's deliver_sm outstanding"
 	}
 	fmt.Fprintf(&b, "roamtrail bench overload: sustained %.0f queries/s (%s); serve as its own process; %s\n", r.Sustained, how, win)
-	fmt.Fprintf(&b, "  %-19s %5s %9s %9s %7s %8s %8s %8s %9s %7s %5s %5s\n", "phase", "secs", "offered/s", "started/s", "done/s", "p50 ms", "p99 ms", "refused", "max queue", "RSS MB", "cpu s", "cpu b")
+	fmt.Fprintf(&b, "  %-19s %5s %9s %9s %7s %9s %8s %8s %8s %9s %7s %5s %5s\n", "phase", "secs", "offered/s", "started/s", "done/s", "replies/s", "p50 ms", "p99 ms", "refused", "max queue", "RSS MB", "cpu s", "cpu b")
 	for _, p := range r.Phases {
-		fmt.Fprintf(&b, "  %-19s %5.1f %9.0f %9.0f %7.0f %8.1f %8.1f %8.0f %9.0f %7.1f %5.2f %5.2f\n", p.Name, p.Seconds, p.OfferedPerSec, p.StartedPerSec, p.CompletedPerSec, p.P50ms, p.P99ms,
+		fmt.Fprintf(&b, "  %-19s %5.1f %9.0f %9.0f %7.0f %9.0f %8.1f %8.1f %8.0f %9.0f %7.1f %5.2f %5.2f\n", p.Name, p.Seconds, p.OfferedPerSec, p.StartedPerSec, p.CompletedPerSec, p.RepliesPerSec, p.P50ms, p.P99ms,
 			p.RefusedBacklog+p.RefusedQueue+p.RefusedOther, p.MaxBacklog, p.PeakRSSMB, p.ServeCPU, p.BenchCPU)
 	}
-	fmt.Fprintf(&b, "  (p50/p99: MO to reply, of queries started in the phase; cpu s/b: cores used by serve / by the simulator and load)\n")
+	fmt.Fprintf(&b, "  (queries/s offered, started, completed; replies/s: every SMS serve sent; p50/p99: MO to reply, of queries started in the phase;\n")
+	fmt.Fprintf(&b, "   max queue: the gateway's backlog; cpu s/b: cores used by serve / by the simulator and load generator)\n")
 	fmt.Fprintf(&b, "  refused with ESME_RX_T_APPN: %.0f (gateway backlog %.0f, handler queue %.0f, other %.0f); simulator redeliveries %d\n", r.Refused, r.sum(func(p overloadPhase) float64 { return p.RefusedBacklog }),
 		r.sum(func(p overloadPhase) float64 { return p.RefusedQueue }), r.sum(func(p overloadPhase) float64 { return p.RefusedOther }), r.Redelivered)
 	fmt.Fprintf(&b, "  polite busy replies: %d; MOs given up by the simulator: %d; queries skipped (no idle subscriber): %d; errors: %d\n", r.Busy, r.GivenUp, r.Skipped, r.Errors)
@@ -287,6 +289,7 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 		started, completed   int64
 		backlog, queue, othr float64
 		serveCPU, benchCPU   float64
+		replies              float64
 	}
 	snap := func() (mark, error) {
 		m, err := r.metrics(ctx)
@@ -302,7 +305,7 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 			}
 		}
 		return mark{at: time.Now(), started: q.started.Load(), completed: q.completed.Load(), backlog: bl, queue: qf, othr: all - bl,
-			serveCPU: cpuSeconds(r.serve.Process.Pid), benchCPU: cpuSeconds(os.Getpid())}, nil
+			serveCPU: cpuSeconds(r.serve.Process.Pid), benchCPU: cpuSeconds(os.Getpid()), replies: m.sum("roamtrail_replies_total")}, nil
 	}
 	phase := func(p int, offered float64, run func()) error {
 		if err := r.crashed(); err != nil {
@@ -326,6 +329,7 @@ func overload(ctx context.Context, r *rig, cfg overloadConfig, e *env) (*overloa
 			StartedPerSec: float64(b.started-a.started) / secs, CompletedPerSec: float64(b.completed-a.completed) / secs,
 			RefusedBacklog: b.backlog - a.backlog, RefusedQueue: b.queue - a.queue, RefusedOther: b.othr - a.othr,
 			ServeCPU: (b.serveCPU - a.serveCPU) / secs, BenchCPU: (b.benchCPU - a.benchCPU) / secs,
+			RepliesPerSec: (b.replies - a.replies) / secs,
 		}
 		if offered == 0 {
 			ph.OfferedPerSec = ph.StartedPerSec

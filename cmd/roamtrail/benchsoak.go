@@ -573,7 +573,8 @@ type queryLoad struct {
 // newQueryLoad makes a pool of numbers, of which at most limit query at
 // once.
 func newQueryLoad(r *rig, numbers []string, limit int) *queryLoad {
-	q := &queryLoad{rig: r, pool: make(chan *mtLine, len(numbers)), limit: int64(limit), replyWait: 2 * time.Minute, injectWait: 5 * time.Minute}
+	// An MO is given up only after the SMSC's own keepFor of redeliveries.
+	q := &queryLoad{rig: r, pool: make(chan *mtLine, len(numbers)), limit: int64(limit), replyWait: 2 * time.Minute, injectWait: keepFor + time.Minute}
 	for _, n := range numbers {
 		q.pool <- r.lines.line(n)
 	}
