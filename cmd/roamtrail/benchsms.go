@@ -33,8 +33,11 @@ func (e *env) benchSMSCommand() *cli.Command {
 			&cli.IntFlag{Name: "subscribers", Value: 10_000, Usage: "population with history"},
 			&cli.IntFlag{Name: "concurrency", Value: 200, Usage: "subscribers texting at once"},
 			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long each side is driven"},
-			&cli.IntFlag{Name: "window", Value: 50, Usage: "outstanding submit_sm per bind"},
-			&cli.IntFlag{Name: "workers", Value: 64, Usage: "gateway jobs worked on at once"},
+			&cli.Float64Flag{Name: "rate", Value: 2000, Usage: "then offer this many queries a second, open loop, and measure latency at that load (0: skip)"},
+			// The gateway runs with serve's defaults unless told otherwise.
+			&cli.IntFlag{Name: "window", Value: 10, Usage: "outstanding submit_sm per bind (serve --window)"},
+			&cli.IntFlag{Name: "workers", Value: 64, Usage: "gateway jobs worked on at once (serve --workers)"},
+			&cli.IntFlag{Name: "mo-concurrency", Value: 256, Usage: "MOs taken at once (serve --mo-concurrency)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the gateway side to this file"},
 		),
@@ -50,9 +53,16 @@ func (e *env) benchSMSCommand() *cli.Command {
 			}
 			defer cleanup()
 
-			cfg := smsBenchConfig{subscribers: c.Int("subscribers"), concurrency: c.Int("concurrency"), duration: c.Duration("duration"), window: c.Int("window"), workers: c.Int("workers")}
+			cfg := smsBenchConfig{subscribers: c.Int("subscribers"), concurrency: c.Int("concurrency"), duration: c.Duration("duration"),
+				window: c.Int("window"), workers: c.Int("workers"), handlers: c.Int("mo-concurrency"), rate: c.Float64("rate")}
 			if cfg.concurrency < 1 || cfg.concurrency > cfg.subscribers {
 				return fmt.Errorf("--concurrency: want 1..--subscribers")
+			}
+			if cfg.window < 1 || cfg.workers < 1 || cfg.handlers < 1 {
+				return fmt.Errorf("--window, --workers, --mo-concurrency: want 1 or more")
+			}
+			if cfg.rate < 0 || cfg.rate > 1e6 {
+				return fmt.Errorf("--rate: want 0..1000000")
 			}
 			res, err := e.runSMSBench(c, log, cfg)
 			if err != nil {
@@ -64,8 +74,9 @@ func (e *env) benchSMSCommand() *cli.Command {
 }
 
 type smsBenchConfig struct {
-	subscribers, concurrency, window, workers int
-	duration                                  time.Duration
+	subscribers, concurrency, window, workers, handlers int
+	duration                                            time.Duration
+	rate                                                float64 // open-loop queries a second; 0 skips that phase
 }
 
 type smsSide struct {
@@ -74,6 +85,9 @@ type smsSide struct {
 	P50ms         float64 `json:"mo_to_reply_p50_ms"`
 	P99ms         float64 `json:"mo_to_reply_p99_ms"`
 	Errors        int64   `json:"errors"`
+	// Skipped counts open-loop queries that found every subscriber still
+	// busy with an earlier one: the side fell behind the offered rate.
+	Skipped int64 `json:"skipped,omitempty"`
 	// Lost counts MOs the SMSC delivered (deliver_sm_resp OK) whose reply
 	// did not come within the wait.
 	Lost int64 `json:"lost,omitempty"`
@@ -82,9 +96,18 @@ type smsSide struct {
 type smsBenchResult struct {
 	Concurrency int     `json:"concurrency"`
 	Seconds     float64 `json:"seconds"`
+	Window      int     `json:"window"`
+	Workers     int     `json:"workers"`
+	Handlers    int     `json:"mo_concurrency"`
 	Gateway     smsSide `json:"gateway"`
 	Echo        smsSide `json:"echo"`
 	Ratio       float64 `json:"ratio"`
+	// At a fixed offered rate (open loop): latency at a stated load,
+	// which a closed loop at saturation cannot show (there latency is
+	// just concurrency over throughput).
+	Rate        float64  `json:"rate,omitempty"`
+	GatewayRate *smsSide `json:"gateway_at_rate,omitempty"`
+	EchoRate    *smsSide `json:"echo_at_rate,omitempty"`
 	// GoSMPP is a bare echo on go-smpp's own Transceiver (benchgosmpp.go).
 	GoSMPP      *goSMPPSide `json:"gosmpp_echo,omitempty"`
 	GoSMPPRatio float64     `json:"gateway_to_gosmpp_ratio,omitempty"`
@@ -92,24 +115,33 @@ type smsBenchResult struct {
 
 func (r *smsBenchResult) table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "roamtrail bench sms: %d subscribers texting at once, %.0fs per side, loopback\n", r.Concurrency, r.Seconds)
-	fmt.Fprintf(&b, "  %-8s %8s %12s %14s %14s %7s\n", "", "queries", "queries/s", "MO->reply p50", "MO->reply p99", "errors")
-	for _, s := range []struct {
-		name string
-		s    smsSide
-	}{{"gateway", r.Gateway}, {"echo", r.Echo}} {
-		fmt.Fprintf(&b, "  %-8s %8d %12.0f %11.2f ms %11.2f ms %7d\n", s.name, s.s.Queries, s.s.QueriesPerSec, s.s.P50ms, s.s.P99ms, s.s.Errors)
+	fmt.Fprintf(&b, "roamtrail bench sms: loopback, %.0fs per phase and side; window %d, workers %d, mo-concurrency %d\n", r.Seconds, r.Window, r.Workers, r.Handlers)
+	fmt.Fprintf(&b, "  %d subscribers texting at once (closed loop, saturation):\n", r.Concurrency)
+	row := func(name string, s smsSide) {
+		fmt.Fprintf(&b, "    %-8s %8d %12.0f %11.2f ms %11.2f ms %7d", name, s.Queries, s.QueriesPerSec, s.P50ms, s.P99ms, s.Errors)
+		if s.Skipped > 0 {
+			fmt.Fprintf(&b, "  (%d fell behind)", s.Skipped)
+		}
+		b.WriteString("\n")
 	}
+	fmt.Fprintf(&b, "    %-8s %8s %12s %14s %14s %7s\n", "", "queries", "queries/s", "MO->reply p50", "MO->reply p99", "errors")
+	row("gateway", r.Gateway)
+	row("echo", r.Echo)
 	if g := r.GoSMPP; g != nil {
-		fmt.Fprintf(&b, "  %-8s %8d %12.0f %11.2f ms %11.2f ms %7d  (go-smpp Transceiver)\n", "go-smpp", g.Queries, g.QueriesPerSec, g.P50ms, g.P99ms, g.Errors)
+		fmt.Fprintf(&b, "    %-8s %8d %12.0f %11.2f ms %11.2f ms %7d  (go-smpp Transceiver)\n", "go-smpp", g.Queries, g.QueriesPerSec, g.P50ms, g.P99ms, g.Errors)
 	}
-	fmt.Fprintf(&b, "  gateway/echo: %.2f (a query is two MOs and two replies: request, prompt, Y, itinerary)\n", r.Ratio)
+	fmt.Fprintf(&b, "    gateway/echo: %.2f (a query is two MOs and two replies: request, prompt, Y, itinerary)\n", r.Ratio)
 	if g := r.GoSMPP; g != nil {
-		fmt.Fprintf(&b, "  gateway/go-smpp: %.2f; go-smpp lost %d MOs (acknowledged, no reply within %.0fs); its handler saw %d MOs, %d replies accepted, %d failed\n",
+		fmt.Fprintf(&b, "    gateway/go-smpp: %.2f; go-smpp lost %d MOs (acknowledged, no reply within %.0fs); its handler saw %d MOs, %d replies accepted, %d failed\n",
 			r.GoSMPPRatio, g.Lost, g.WaitSeconds, g.Handled, g.Replied, g.Failed)
 		for _, why := range slices.Sorted(maps.Keys(g.FailedBy)) {
-			fmt.Fprintf(&b, "    %d failed: %s\n", g.FailedBy[why], why)
+			fmt.Fprintf(&b, "      %d failed: %s\n", g.FailedBy[why], why)
 		}
+	}
+	if r.GatewayRate != nil && r.EchoRate != nil {
+		fmt.Fprintf(&b, "  %.0f queries a second offered (open loop):\n", r.Rate)
+		row("gateway", *r.GatewayRate)
+		row("echo", *r.EchoRate)
 	}
 	return b.String()
 }
@@ -154,7 +186,7 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 
 	gc := gatewayConfig{shortCode: "10086"}
 	gc.smpp.Addr, gc.smpp.SystemID, gc.smpp.Window = sim.Addr(), "roamtrail", cfg.window
-	gc.smpp.HandlerWorkers, gc.smpp.HandlerQueue = 32, 4096
+	gc.smpp.HandlerWorkers, gc.smpp.HandlerQueue = cfg.handlers, 4*cfg.handlers
 	gc.gw.ShortCode, gc.gw.Workers = "10086", cfg.workers
 	gc.gw.DailyLimit, gc.gw.GlobalLimit = 1<<30, 1<<30 // the bench repeats queries all day
 	gc.gw.MaxBacklog = 100_000
@@ -186,7 +218,13 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 	for i := range numbers {
 		numbers[i] = "86" + strconv.FormatUint(fixtures.DefaultFirstNumber+uint64(i), 10)
 	}
-	res := &smsBenchResult{Concurrency: cfg.concurrency, Seconds: cfg.duration.Seconds()}
+	// The open-loop phase takes its subscribers from the whole
+	// population: one still busy is not given a second query at once.
+	everyone := make([]string, cfg.subscribers)
+	for i := range everyone {
+		everyone[i] = "86" + strconv.FormatUint(fixtures.DefaultFirstNumber+uint64(i), 10)
+	}
+	res := &smsBenchResult{Concurrency: cfg.concurrency, Seconds: cfg.duration.Seconds(), Window: cfg.window, Workers: cfg.workers, Handlers: cfg.handlers, Rate: cfg.rate}
 	fmt.Fprintf(e.stderr, "bench sms: driving the gateway for %s...\n", cfg.duration)
 	if path := c.String("cpuprofile"); path != "" {
 		f, err := os.Create(path)
@@ -200,13 +238,18 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 	}
 	res.Gateway = drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, cfg.duration, driveWait)
 	pprof.StopCPUProfile()
+	if cfg.rate > 0 {
+		fmt.Fprintf(e.stderr, "bench sms: offering the gateway %.0f queries a second for %s...\n", cfg.rate, cfg.duration)
+		s := driveRate(ctx, sim, router, everyone, []string{"CXMYD", "Y"}, cfg.rate, cfg.duration)
+		res.GatewayRate = &s
+	}
 
 	// The same traffic against a bare echo ESME on the same simulator.
 	if err := st.stop(context.WithoutCancel(ctx)); err != nil {
 		return nil, err
 	}
 	stopped = true
-	echo, err := smpp.NewEcho(smpp.EchoOptions{Session: smpp.Options{Addr: sim.Addr(), SystemID: "echo", Window: cfg.window, HandlerWorkers: 32, HandlerQueue: 4096, Logger: &log}, Reply: "OK", Queue: 100_000})
+	echo, err := smpp.NewEcho(smpp.EchoOptions{Session: smpp.Options{Addr: sim.Addr(), SystemID: "echo", Window: cfg.window, HandlerWorkers: cfg.handlers, HandlerQueue: 4 * cfg.handlers, Logger: &log}, Reply: "OK", Queue: 100_000})
 	if err != nil {
 		return nil, err
 	}
@@ -233,6 +276,11 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 	res.Echo = drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, cfg.duration, driveWait)
 	if res.Echo.QueriesPerSec > 0 {
 		res.Ratio = res.Gateway.QueriesPerSec / res.Echo.QueriesPerSec
+	}
+	if cfg.rate > 0 {
+		fmt.Fprintf(e.stderr, "bench sms: offering the echo ESME %.0f queries a second for %s...\n", cfg.rate, cfg.duration)
+		s := driveRate(ctx, sim, router, everyone, []string{"CXMYD", "Y"}, cfg.rate, cfg.duration)
+		res.EchoRate = &s
 	}
 	// Our echo unbinds first: the simulator spreads MOs over every bound
 	// receiver.
@@ -323,8 +371,85 @@ func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, scr
 	return s
 }
 
+// driveRate starts a query (the script, one MO after the reply to the
+// last) every 1/rate seconds for d, each from a subscriber not busy with
+// one, whether or not earlier queries finished: an open loop. The first
+// MO's latency counts from when it was due, not when it went out, so a
+// side that falls behind shows it in its latency (no coordinated
+// omission); a query due when every subscriber is busy is counted as
+// skipped.
+func driveRate(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, script []string, rate float64, d time.Duration) smsSide {
+	type sub struct {
+		num string
+		ch  chan smsc.MT
+	}
+	free := make(chan sub, len(numbers))
+	for _, num := range numbers {
+		free <- sub{num, router.register(num)}
+	}
+	var (
+		queries, errs, skipped atomic.Int64
+		mu                     sync.Mutex
+		lat                    []time.Duration
+		wg                     sync.WaitGroup
+	)
+	query := func(s sub, due time.Time) {
+		defer func() { free <- s }()
+		mine := make([]time.Duration, 0, len(script))
+		t0 := due
+		for _, text := range script {
+			ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := sim.InjectMO(ictx, s.num, "10086", text)
+			if err == nil {
+				select {
+				case <-s.ch:
+				case <-ictx.Done():
+					err = ictx.Err()
+				}
+			}
+			cancel()
+			if err != nil {
+				errs.Add(1)
+				return
+			}
+			mine = append(mine, time.Since(t0))
+			t0 = time.Now()
+		}
+		queries.Add(1)
+		mu.Lock()
+		lat = append(lat, mine...)
+		mu.Unlock()
+	}
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / rate)
+	for k := 0; ctx.Err() == nil; k++ {
+		due := start.Add(time.Duration(k) * interval)
+		if due.Sub(start) >= d {
+			break
+		}
+		if w := time.Until(due); w > 0 {
+			time.Sleep(w) // wakes late by up to a timer tick: the next ones are then due at once
+		}
+		select {
+		case s := <-free:
+			wg.Go(func() { query(s, due) })
+		default:
+			skipped.Add(1)
+		}
+	}
+	wg.Wait()
+	took := time.Since(start)
+	s := smsSide{Queries: queries.Load(), Errors: errs.Load(), Skipped: skipped.Load(), QueriesPerSec: float64(queries.Load()) / took.Seconds()}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1e3 }
+		s.P50ms, s.P99ms = q(0.5), q(0.99)
+	}
+	return s
+}
+
 // smsBenchDefaults is bench sms's configuration at its defaults, for the
 // commands that run it (bench compare).
 func smsBenchDefaults() smsBenchConfig {
-	return smsBenchConfig{subscribers: 10_000, concurrency: 200, duration: 10 * time.Second, window: 50, workers: 64}
+	return smsBenchConfig{subscribers: 10_000, concurrency: 200, duration: 10 * time.Second, window: 10, workers: 64, handlers: 256}
 }
