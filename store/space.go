@@ -19,7 +19,7 @@ const (
 // write succeeds once space is freed.
 var ErrDiskFull = errors.New("store: disk full")
 
-// roomFor refuses a write that would eat into the reserve (Options.MinFree)
+// roomFor refuses a write (or Open) that would eat into the reserve (Options.MinFree)
 // kept for Pebble's own work: Pebble takes a failed write as fatal (it
 // panics, through its logger's Fatalf), and a write ahead of a flush or a
 // compaction can leave them no room. Writes that only remove data (job

@@ -42,3 +42,12 @@ func TestDiskFullReserve(t *testing.T) {
 		t.Fatalf("after space returned: %d visits", len(vs))
 	}
 }
+
+// Below the reserve the store does not open: Pebble's own open flushes,
+// and with no room it would retry for ever.
+func TestDiskFullOpen(t *testing.T) {
+	_, err := Open(context.Background(), t.TempDir(), Options{MinFree: 1 << 62})
+	if !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("Open below the reserve: %v", err)
+	}
+}

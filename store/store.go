@@ -181,6 +181,11 @@ func Open(ctx context.Context, dir string, o Options) (_ *DB, err error) {
 			return nil, err
 		}
 		db.spaceDir = dir
+		// Pebble replays its log into a flush as it opens: with no room
+		// for that it retries for ever, so a full disk is refused here.
+		if err := db.roomFor("open"); err != nil {
+			return nil, err
+		}
 	}
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref()
