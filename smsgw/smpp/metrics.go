@@ -23,7 +23,7 @@ func newMetrics(name string, reg prometheus.Registerer, evicted func() float64) 
 	m := &metrics{
 		submits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "roamtrail", Subsystem: "smpp", Name: "submits_total", ConstLabels: labels,
-			Help: "submit_sm attempts by result (ok, status_0xNN, unknown outcome, retry_0xNN).",
+			Help: "submit_sm attempts by result (ok, status_0xNN or nack_0xNN refused, unknown outcome, retry_0xNN, part_resent: a part of a long message sent again after the link died under it).",
 		}, []string{"result"}),
 		inbound: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "roamtrail", Subsystem: "smpp", Name: "inbound_total", ConstLabels: labels,
