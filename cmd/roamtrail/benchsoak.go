@@ -715,6 +715,7 @@ func (q *queryLoad) pace(ctx context.Context, rate float64, stop <-chan struct{}
 type soakSample struct {
 	Seconds    float64 `json:"t_s"`
 	RSSMB      float64 `json:"rss_mb"`
+	HeapMB     float64 `json:"go_heap_mb"` // in use, from go_memstats_heap_inuse_bytes
 	Goroutines float64 `json:"goroutines"`
 	FDs        int     `json:"open_fds"`
 	P50ms      float64 `json:"p50_ms"`
@@ -836,7 +837,7 @@ func (e *env) runSoak(ctx context.Context, cfg soakConfig) (*soakResult, error) 
 		}
 		defer f.Close()
 		csvw = csv.NewWriter(f)
-		csvw.Write([]string{"t_s", "rss_mb", "goroutines", "open_fds", "p50_ms", "p99_ms", "queries", "errors", "backlog"})
+		csvw.Write([]string{"t_s", "rss_mb", "go_heap_mb", "goroutines", "open_fds", "p50_ms", "p99_ms", "queries", "errors", "backlog"})
 	}
 
 	fmt.Fprintf(e.stderr, "bench soak: serve is pid %d; %s of load at %.0f queries/s, measured every %s...\n", r.serve.Process.Pid, cfg.duration, cfg.rate, cfg.sample)
@@ -951,7 +952,7 @@ func (s soakSample) csv() []string {
 		}
 		return strconv.FormatFloat(v, 'f', dec, 64)
 	}
-	return []string{f(s.Seconds, 1), f(s.RSSMB, 1), f(s.Goroutines, 0), strconv.Itoa(s.FDs), f(s.P50ms, 2), f(s.P99ms, 2),
+	return []string{f(s.Seconds, 1), f(s.RSSMB, 1), f(s.HeapMB, 1), f(s.Goroutines, 0), strconv.Itoa(s.FDs), f(s.P50ms, 2), f(s.P99ms, 2),
 		strconv.FormatInt(s.Queries, 10), strconv.FormatInt(s.Errors, 10), f(s.Backlog, 0)}
 }
 
@@ -970,6 +971,7 @@ func (r *rig) sampleNow(ctx context.Context, q *queryLoad, start time.Time, last
 		return s, fmt.Errorf("bench: serve's /metrics: %w", err)
 	}
 	s.Goroutines, s.Backlog = m["go_goroutines"], m["roamtrail_jobs_backlog"]
+	s.HeapMB = m["go_memstats_heap_inuse_bytes"] / (1 << 20)
 	s.P50ms, s.P99ms = quantiles(q.lat.interval())
 	qn, en := q.completed.Load(), q.errs.Load()
 	s.Queries, s.Errors = qn-*lastQ, en-*lastE
@@ -1118,6 +1120,7 @@ func summarise(ss []soakSample) ([]seriesSummary, string) {
 		res   bool
 	}{
 		{"rss_mb", 5, func(s soakSample) float64 { return s.RSSMB }, true},
+		{"go_heap_mb", 5, func(s soakSample) float64 { return s.HeapMB }, true},
 		{"goroutines", 10, func(s soakSample) float64 { return s.Goroutines }, true},
 		{"open_fds", 5, func(s soakSample) float64 { return float64(s.FDs) }, true},
 		{"p50_ms", 5, func(s soakSample) float64 { return s.P50ms }, false},
@@ -1160,14 +1163,14 @@ func summarise(ss []soakSample) ([]seriesSummary, string) {
 // writeSoakPNG draws one panel per series against minutes.
 func writeSoakPNG(path string, res *soakResult, cfg soakConfig) error {
 	var x []float64
-	cols := make([][]float64, 7)
+	cols := make([][]float64, 8)
 	for _, s := range res.Samples {
 		x = append(x, s.Seconds/60)
-		for i, v := range []float64{s.RSSMB, s.Goroutines, float64(s.FDs), s.P50ms, s.P99ms, float64(s.Queries) / cfg.sample.Seconds(), float64(s.Errors)} {
+		for i, v := range []float64{s.RSSMB, s.HeapMB, s.Goroutines, float64(s.FDs), s.P50ms, s.P99ms, float64(s.Queries) / cfg.sample.Seconds(), float64(s.Errors)} {
 			cols[i] = append(cols[i], v)
 		}
 	}
-	titles := []string{"serve RSS (MB)", "goroutines", "open files", "MO to reply p50 (ms)", "MO to reply p99 (ms)", "queries/s completed", "errors per sample"}
+	titles := []string{"serve RSS (MB)", "Go heap in use (MB)", "goroutines", "open files", "MO to reply p50 (ms)", "MO to reply p99 (ms)", "queries/s completed", "errors per sample"}
 	var series []plot.Series
 	for i, t := range titles {
 		series = append(series, plot.Series{Title: t, X: x, Y: cols[i]})
@@ -1176,7 +1179,7 @@ func writeSoakPNG(path string, res *soakResult, cfg soakConfig) error {
 	if err != nil {
 		return err
 	}
-	title := fmt.Sprintf("roamtrail bench soak: %s at %.0f queries/s, %d subscribers: %s", cfg.duration, res.Rate, res.Subscribers, strings.SplitN(res.Verdict, ":", 2)[0])
+	title := fmt.Sprintf("roamtrail bench soak: %g min at %.0f queries/s, %d subscribers: %s", cfg.duration.Minutes(), res.Rate, res.Subscribers, strings.SplitN(res.Verdict, ":", 2)[0])
 	if err := plot.Write(f, plot.Options{Title: title, XLabel: "minutes", XMax: cfg.duration.Minutes()}, series); err != nil {
 		f.Close()
 		return err

@@ -89,7 +89,7 @@ func TestBenchSoakShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != len(res.Samples)+1 || strings.Join(rows[0], ",") != "t_s,rss_mb,goroutines,open_fds,p50_ms,p99_ms,queries,errors,backlog" {
+	if len(rows) != len(res.Samples)+1 || strings.Join(rows[0], ",") != "t_s,rss_mb,go_heap_mb,goroutines,open_fds,p50_ms,p99_ms,queries,errors,backlog" {
 		t.Errorf("soak.csv: %d rows for %d samples, header %v", len(rows), len(res.Samples), rows[0])
 	}
 	pf, err := os.Open(filepath.Join(out, "soak.png"))
