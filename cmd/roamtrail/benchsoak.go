@@ -728,6 +728,7 @@ type soakSample struct {
 type seriesSummary struct {
 	Series  string  `json:"series"`
 	Q1      float64 `json:"first_quarter_avg"`
+	Q3      float64 `json:"third_quarter_avg"`
 	Q4      float64 `json:"last_quarter_avg"`
 	Verdict string  `json:"verdict"`
 }
@@ -762,9 +763,9 @@ func (r *soakResult) table() string {
 	fmt.Fprintf(&b, "roamtrail bench soak: %.0fs at %.0f queries/s, %d subscribers, serve as its own process\n", r.Seconds, r.Rate, r.Subscribers)
 	fmt.Fprintf(&b, "  queries %d, errors %d, skipped %d, busy replies %d; replies lost %d, duplicated %d\n", r.Queries, r.Errors, r.Skipped, r.Busy, r.Lost, r.Duplicates)
 	fmt.Fprintf(&b, "  staff lookups %d (errors %d), ingests %d (errors %d), purges %d (errors %d); peak RSS %.1f MB\n", r.StaffOK, r.StaffErrors, r.Ingests, r.IngestErrors, r.Purges, r.PurgeErrors, r.PeakRSSMB)
-	fmt.Fprintf(&b, "  %-12s %14s %14s  %s\n", "series", "first quarter", "last quarter", "verdict")
+	fmt.Fprintf(&b, "  %-12s %14s %14s %14s  %s\n", "series", "first quarter", "third quarter", "last quarter", "verdict")
 	for _, s := range r.Summary {
-		fmt.Fprintf(&b, "  %-12s %14.2f %14.2f  %s\n", s.Series, s.Q1, s.Q4, s.Verdict)
+		fmt.Fprintf(&b, "  %-12s %14.2f %14.2f %14.2f  %s\n", s.Series, s.Q1, s.Q3, s.Q4, s.Verdict)
 	}
 	fmt.Fprintf(&b, "  verdict: %s\n", r.Verdict)
 	if r.Errors > 0 {
@@ -1105,9 +1106,11 @@ func (r *rig) ingestNew(ctx context.Context, ops *soakOps, numbers []string, i i
 
 // summarise compares the first and last quarter of each series. A series
 // is "growing" when its last-quarter average exceeds the first's by more
-// than 10% plus an allowance for noise (5 MB of RSS, 10 goroutines, 5
-// open files, 5 ms of latency); the verdict is about the resources only,
-// latency being at the mercy of a shared machine.
+// than 10% plus an allowance for noise (5 MB of memory, 10 goroutines, 5
+// open files, 5 ms of latency), unless it no longer grows between the
+// third quarter and the last: then it "grew, then levelled off" (memory
+// filling a bounded cache does that). The verdict is about the resources
+// only, latency being at the mercy of a shared machine.
 func summarise(ss []soakSample) ([]seriesSummary, string) {
 	if len(ss) < 4 {
 		return nil, "too short to tell (fewer than 4 samples)"
@@ -1142,20 +1145,29 @@ func summarise(ss []soakSample) ([]seriesSummary, string) {
 		return t / float64(k)
 	}
 	var out []seriesSummary
-	var growing []string
+	var growing, levelled []string
 	for _, s := range series {
-		q1, q4 := avg(ss[:n], s.v), avg(ss[len(ss)-n:], s.v)
+		q1, q3, q4 := avg(ss[:n], s.v), avg(ss[len(ss)-2*n:len(ss)-n], s.v), avg(ss[len(ss)-n:], s.v)
 		verdict := "flat"
-		if q4 > q1*1.1+s.slack {
+		switch up := func(a, b float64) bool { return b > a*1.1+s.slack }; {
+		case up(q1, q4) && !up(q3, q4):
+			verdict = "grew, then levelled off"
+			if s.res {
+				levelled = append(levelled, s.name)
+			}
+		case up(q1, q4):
 			verdict = "growing"
 			if s.res {
 				growing = append(growing, s.name)
 			}
 		}
-		out = append(out, seriesSummary{Series: s.name, Q1: q1, Q4: q4, Verdict: verdict})
+		out = append(out, seriesSummary{Series: s.name, Q1: q1, Q3: q3, Q4: q4, Verdict: verdict})
 	}
-	if len(growing) > 0 {
+	switch {
+	case len(growing) > 0:
 		return out, "growing: " + strings.Join(growing, ", ")
+	case len(levelled) > 0:
+		return out, "flat by the end: " + strings.Join(levelled, ", ") + " grew, then levelled off; goroutines and open files did not grow"
 	}
 	return out, "flat: memory, goroutines and open files did not grow"
 }
