@@ -49,6 +49,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -405,6 +406,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			g.log.Error().Err(err).Msg("dropping an unreadable job")
 			return g.deps.Jobs.DeleteJob(ctx, id)
 		}
+		j.resumed = true
 		g.enqueue(j, true)
 		resumed++
 		return nil
@@ -589,6 +591,15 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 		if err != nil {
 			return g.stateErr(err)
 		}
+		if j.resumed && (j.Cmd.Kind == KindRequest || j.Cmd.Kind == KindConfirm || j.Cmd.Kind == KindCancel) && strings.TrimPrefix(d.Token, "done:") > j.ID {
+			// Resumed after a crash, and the subscriber has made a new
+			// request since this MO came (job ids are time-ordered): its
+			// reply went before the crash, or the subscriber moved on. A
+			// Y must not be taken for consent to the newer request, nor
+			// an old request replace it.
+			g.m.duplicates.Inc()
+			return nil
+		}
 		first, err := g.claim(ctx, j, claimKey(j.Sub, j.Cmd, tokenOf(d.Token, c)))
 		if err != nil {
 			return g.stateErr(err)
@@ -642,10 +653,15 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 				// A Y with nothing pending reveals nothing.
 				return g.reply(ctx, j, "nothing_pending", nothingPendingText(j.Cmd.Lang))
 			}
-			// Not saved: a retry, even after a crash, resolves again as
-			// the same taker and gets the same request back.
 			p = &rp
 			j.Resolved = p
+			// Saved before the itinerary goes: resolving again after a
+			// crash would take whatever is pending then, and once the
+			// subscriber had this itinerary that may be their next
+			// request, taken without its Y.
+			if err := g.put(ctx, j); err != nil {
+				return retryable{err}
+			}
 		}
 		if j.Cmd.Kind == KindCancel {
 			return g.reply(ctx, j, "cancelled", cancelledText(p.Lang))

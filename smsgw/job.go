@@ -35,6 +35,8 @@ type job struct {
 
 	// claims are the claim keys this run of the job took, for park.
 	claims []string
+	// resumed: Run loaded it from a previous run's queue.
+	resumed bool
 }
 
 // newJobID is time-ordered (jobs resume oldest first) and unique across
