@@ -12,7 +12,11 @@ import (
 )
 
 // DefaultMaxEntries is MemoryOptions.MaxEntries's default.
-const DefaultMaxEntries = 100_000
+// A query holds about four claims and a dialogue for ten minutes, and a
+// day counter per subscriber for two days: a million entries keep the
+// dialogues of 200,000 queries in ten minutes (over 300 a second) beside
+// the counters of 200,000 subscribers.
+const DefaultMaxEntries = 1_000_000
 
 // sweepBatch bounds how many expired entries one call removes, so that a
 // burst of expiries is spread over the calls that follow instead of
@@ -26,10 +30,16 @@ type MemoryOptions struct {
 	// Default time.Now.
 	Now func() time.Time
 	// MaxEntries bounds the entries held at once: claims, dialogues,
-	// day counters and budget windows together. When it is full, the
-	// entry nearest its expiry is dropped to make room, so memory stays
-	// bounded under a flood at the price of forgetting the oldest state
-	// first. Default DefaultMaxEntries (about 30 MB when full).
+	// day counters and budget windows together. When it is full an entry
+	// is dropped to make room, so memory stays bounded under a flood:
+	// the day counter nearest its expiry first (losing one lets a
+	// subscriber past the daily limit, the safe way to fail), then a
+	// budget window, then a claim (a redelivery might be answered
+	// again), and a pending dialogue only when nothing else is left
+	// (its Y would find nothing). Dropping by expiry alone let the
+	// 48-hour counters of 100,000 subscribers crowd out every
+	// 10-minute dialogue. Default DefaultMaxEntries (about 340 MB when
+	// full).
 	MaxEntries int
 }
 
@@ -43,7 +53,8 @@ type Memory struct {
 	mu     sync.Mutex
 	closed bool
 	m      map[memKey]*memEntry
-	byTime expiryHeap
+	// byTime orders each kind's entries by expiry (index: memKind).
+	byTime [kindCount]expiryHeap
 	// bySub lists each subscriber's dialogue and day counters, for
 	// Forget.
 	bySub map[itinerary.Pseudonym][]*memEntry
@@ -56,7 +67,11 @@ const (
 	kindDialog
 	kindDay
 	kindBudget
+	kindCount // the number of kinds, plus one
 )
+
+// evictOrder is which kind insert drops from first when full.
+var evictOrder = [...]memKind{kindDay, kindBudget, kindClaim, kindDialog}
 
 // perSub reports whether entries of kind belong to a subscriber, and so
 // are listed in bySub for Forget.
@@ -74,7 +89,7 @@ type memKey struct {
 type memEntry struct {
 	key     memKey
 	expires time.Time
-	index   int // in byTime
+	index   int // in byTime[key.kind]
 
 	dialog   *dialogRec // kindDialog: the dialogue, never nil
 	owner    string     // kindClaim: who claimed it
@@ -110,8 +125,12 @@ func (m *Memory) lock() (time.Time, error) {
 		return time.Time{}, ErrClosed
 	}
 	now := m.now()
-	for i := 0; i < sweepBatch && len(m.byTime) > 0 && expired(m.byTime[0], now); i++ {
-		m.remove(m.byTime[0])
+	for k := range m.byTime {
+		h := m.byTime[k]
+		for i := 0; i < sweepBatch && len(h) > 0 && expired(h[0], now); i++ {
+			m.remove(h[0])
+			h = m.byTime[k]
+		}
 	}
 	return now, nil
 }
@@ -130,11 +149,16 @@ func (m *Memory) get(k memKey, now time.Time) *memEntry {
 
 func (m *Memory) insert(k memKey, expires time.Time) *memEntry {
 	for len(m.m) >= m.max {
-		m.remove(m.byTime[0])
+		for _, kind := range evictOrder {
+			if h := m.byTime[kind]; len(h) > 0 {
+				m.remove(h[0])
+				break
+			}
+		}
 	}
 	e := &memEntry{key: k, expires: expires}
 	m.m[k] = e
-	heap.Push(&m.byTime, e)
+	heap.Push(&m.byTime[k.kind], e)
 	if k.kind.perSub() {
 		sub := itinerary.Pseudonym(k.id)
 		m.bySub[sub] = append(m.bySub[sub], e)
@@ -145,11 +169,11 @@ func (m *Memory) insert(k memKey, expires time.Time) *memEntry {
 // expireAt moves e's expiry.
 func (m *Memory) expireAt(e *memEntry, t time.Time) {
 	e.expires = t
-	heap.Fix(&m.byTime, e.index)
+	heap.Fix(&m.byTime[e.key.kind], e.index)
 }
 
 func (m *Memory) remove(e *memEntry) {
-	heap.Remove(&m.byTime, e.index)
+	heap.Remove(&m.byTime[e.key.kind], e.index)
 	delete(m.m, e.key)
 	if !e.key.kind.perSub() {
 		return
@@ -327,7 +351,7 @@ func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	m.m, m.byTime, m.bySub = nil, nil, nil
+	m.m, m.byTime, m.bySub = nil, [kindCount]expiryHeap{}, nil
 	return nil
 }
 
