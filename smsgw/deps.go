@@ -25,6 +25,9 @@ type Itineraries interface {
 // (store.DB).
 type Jobs interface {
 	PutJob(ctx context.Context, id, value []byte) error
+	// UpdateJob replaces a job without waiting for an fsync; the next
+	// synced write or SyncJobs makes it durable.
+	UpdateJob(ctx context.Context, id, value []byte) error
 	DeleteJob(ctx context.Context, id []byte) error
 	Jobs(ctx context.Context, fn func(id, value []byte) error) error
 	// SyncJobs makes earlier writes durable; DeleteJob need not.

@@ -658,10 +658,20 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 			// Saved before the itinerary goes: resolving again after a
 			// crash would take whatever is pending then, and once the
 			// subscriber had this itinerary that may be their next
-			// request, taken without its Y.
-			if err := g.put(ctx, j); err != nil {
+			// request, taken without its Y. Not synced on its own (the
+			// next MO's synced write covers it, or syncLoop within
+			// syncEvery): should a crash lose it, the resumed job still
+			// finds the newer request newer than itself and does nothing
+			// (the check in step), so a synced write per Y, on the path
+			// of every itinerary, would buy little.
+			b, err := j.encode()
+			if err != nil {
+				return err
+			}
+			if err := g.deps.Jobs.UpdateJob(ctx, []byte(j.ID), b); err != nil {
 				return retryable{err}
 			}
+			g.unsynced.Store(true)
 		}
 		if j.Cmd.Kind == KindCancel {
 			return g.reply(ctx, j, "cancelled", cancelledText(p.Lang))

@@ -111,6 +111,8 @@ func (q *memJobs) PutJob(_ context.Context, id, v []byte) error {
 	return nil
 }
 
+func (q *memJobs) UpdateJob(ctx context.Context, id, v []byte) error { return q.PutJob(ctx, id, v) }
+
 func (q *memJobs) DeleteJob(_ context.Context, id []byte) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
