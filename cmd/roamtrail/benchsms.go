@@ -35,9 +35,9 @@ func (e *env) benchSMSCommand() *cli.Command {
 			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long each side is driven"},
 			&cli.Float64Flag{Name: "rate", Value: 2000, Usage: "then offer this many queries a second, open loop, and measure latency at that load (0: skip)"},
 			// The gateway runs with serve's defaults unless told otherwise.
-			&cli.IntFlag{Name: "window", Value: 10, Usage: "outstanding submit_sm per bind (serve --window)"},
+			&cli.IntFlag{Name: "window", Value: 50, Usage: "outstanding submit_sm per bind (serve --window)"},
 			&cli.IntFlag{Name: "workers", Value: 64, Usage: "gateway jobs worked on at once (serve --workers)"},
-			&cli.IntFlag{Name: "mo-concurrency", Value: 256, Usage: "MOs taken at once (serve --mo-concurrency)"},
+			&cli.IntFlag{Name: "mo-concurrency", Value: 64, Usage: "MOs taken at once (serve --mo-concurrency)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the gateway side to this file"},
 		),
@@ -186,7 +186,7 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 
 	gc := gatewayConfig{shortCode: "10086"}
 	gc.smpp.Addr, gc.smpp.SystemID, gc.smpp.Window = sim.Addr(), "roamtrail", cfg.window
-	gc.smpp.HandlerWorkers, gc.smpp.HandlerQueue = cfg.handlers, 4*cfg.handlers
+	gc.smpp.HandlerWorkers, gc.smpp.HandlerQueue = cfg.handlers, max(1024, 4*cfg.handlers)
 	gc.gw.ShortCode, gc.gw.Workers = "10086", cfg.workers
 	gc.gw.DailyLimit, gc.gw.GlobalLimit = 1<<30, 1<<30 // the bench repeats queries all day
 	gc.gw.MaxBacklog = 100_000
@@ -249,7 +249,7 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 		return nil, err
 	}
 	stopped = true
-	echo, err := smpp.NewEcho(smpp.EchoOptions{Session: smpp.Options{Addr: sim.Addr(), SystemID: "echo", Window: cfg.window, HandlerWorkers: cfg.handlers, HandlerQueue: 4 * cfg.handlers, Logger: &log}, Reply: "OK", Queue: 100_000})
+	echo, err := smpp.NewEcho(smpp.EchoOptions{Session: smpp.Options{Addr: sim.Addr(), SystemID: "echo", Window: cfg.window, HandlerWorkers: cfg.handlers, HandlerQueue: max(1024, 4*cfg.handlers), Logger: &log}, Reply: "OK", Queue: 100_000})
 	if err != nil {
 		return nil, err
 	}
