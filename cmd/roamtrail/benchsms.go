@@ -186,7 +186,7 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 
 	gc := gatewayConfig{shortCode: "10086"}
 	gc.smpp.Addr, gc.smpp.SystemID, gc.smpp.Window = sim.Addr(), "roamtrail", cfg.window
-	gc.smpp.HandlerWorkers, gc.smpp.HandlerQueue = cfg.handlers, max(1024, 4*cfg.handlers)
+	gc.smpp.HandlerWorkers, gc.smpp.HandlerQueue = cfg.handlers, 4*cfg.handlers
 	gc.gw.ShortCode, gc.gw.Workers = "10086", cfg.workers
 	gc.gw.DailyLimit, gc.gw.GlobalLimit = 1<<30, 1<<30 // the bench repeats queries all day
 	gc.gw.MaxBacklog = 100_000
@@ -249,7 +249,7 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 		return nil, err
 	}
 	stopped = true
-	echo, err := smpp.NewEcho(smpp.EchoOptions{Session: smpp.Options{Addr: sim.Addr(), SystemID: "echo", Window: cfg.window, HandlerWorkers: cfg.handlers, HandlerQueue: max(1024, 4*cfg.handlers), Logger: &log}, Reply: "OK", Queue: 100_000})
+	echo, err := smpp.NewEcho(smpp.EchoOptions{Session: smpp.Options{Addr: sim.Addr(), SystemID: "echo", Window: cfg.window, HandlerWorkers: cfg.handlers, HandlerQueue: 4 * cfg.handlers, Logger: &log}, Reply: "OK", Queue: 100_000})
 	if err != nil {
 		return nil, err
 	}

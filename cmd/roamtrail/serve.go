@@ -190,7 +190,7 @@ func gatewayConfigFrom(c *cli.Context) (gatewayConfig, error) {
 	// MOs beyond those in hand wait here, not in the kernel's socket
 	// buffer, so that enquire_link and submit responses behind them are
 	// read; past it an MO is refused at once (ESME_RX_T_APPN).
-	g.smpp.HandlerQueue = max(1024, 4*g.smpp.HandlerWorkers)
+	g.smpp.HandlerQueue = 4 * g.smpp.HandlerWorkers
 	g.redisURL = c.String("redis-url")
 	g.redisPrefix = c.String("redis-prefix")
 	g.httpAddr = c.String("http")
