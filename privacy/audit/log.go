@@ -55,6 +55,13 @@ type Options struct {
 	// so that an entry Append returned is on disk before any data is
 	// released; turn it off only for tests and benchmarks.
 	NoSync bool
+	// MinSyncInterval is the least time between two fsyncs. Appends that
+	// come meanwhile wait for the next one, which covers them all: where
+	// an fsync costs CPU (about 0.2 ms on this project's machine), a few
+	// milliseconds under load take fewer fsyncs for the same appends. It
+	// delays an append by at most the interval; one with no fsync in the
+	// last interval syncs at once. The default, 0, syncs at once always.
+	MinSyncInterval time.Duration
 }
 
 // Log is an append-only, hash-chained access log in a directory. It is safe
@@ -88,6 +95,7 @@ type Log struct {
 	syncCond *sync.Cond
 	syncing  bool
 	synced   uint64
+	lastSync time.Time // when the last fsync ended, for MinSyncInterval
 
 	done      chan struct{} // closed by Close; stops RunCheckpoints
 	closeOnce sync.Once
@@ -165,6 +173,9 @@ func (o *Options) resolve() error {
 		return errors.New("audit: Options.MaxFileSize is negative")
 	case o.MaxFileSize == 0:
 		o.MaxFileSize = DefaultMaxFileSize
+	}
+	if o.MinSyncInterval < 0 {
+		return errors.New("audit: Options.MinSyncInterval is negative")
 	}
 	switch {
 	case o.Retention < 0:
@@ -316,13 +327,71 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	return l.append(e)
 }
 
-// append validates e outside the lock, then appends it.
+// Write appends e like Append, but returns once its line is written and
+// before the fsync that makes it durable; Synced waits for that fsync.
+// It is for a caller that holds a durable record of its own from which the
+// entry can be written again after a crash, and keeps that record until
+// Synced returns: the gateway, whose queued job records a confirmed
+// request before its itinerary is looked up, writes the entry, sends the
+// itinerary while the fsync runs, and deletes the job only after Synced.
+// A Write that returns an error wrote nothing durable (as Append).
+func (l *Log) Write(ctx context.Context, e Entry) (Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return Entry{}, err
+	}
+	if err := e.validate(); err != nil {
+		return Entry{}, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.appendLocked(e)
+}
+
+// Synced returns once an fsync covers the entry numbered seq (from Write),
+// running it if no other appender is; with Options.NoSync at once. An
+// error means the log failed (or closed) before seq was known to be on
+// disk: the caller's own record must then write the entry again.
+func (l *Log) Synced(ctx context.Context, seq uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if l.opts.NoSync {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if seq > l.seq {
+		return fmt.Errorf("%w: seq %d was never written", ErrInvalid, seq)
+	}
+	if err := l.waitSynced(seq); err != nil {
+		return fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	return nil
+}
+
+// append validates e outside the lock, then appends it and waits for its
+// fsync.
 func (l *Log) append(e Entry) (Entry, error) {
 	if err := e.validate(); err != nil {
 		return Entry{}, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	e, err := l.appendLocked(e)
+	if err != nil {
+		return Entry{}, err
+	}
+	if !l.opts.NoSync {
+		if err := l.waitSynced(e.Seq); err != nil {
+			return Entry{}, fmt.Errorf("%w: %w", ErrFailed, err)
+		}
+	}
+	return e, nil
+}
+
+// appendLocked writes e's line, without waiting for its fsync. Called with
+// mu held.
+func (l *Log) appendLocked(e Entry) (Entry, error) {
 	switch {
 	case l.closed:
 		return Entry{}, ErrClosed
@@ -347,11 +416,6 @@ func (l *Log) append(e Entry) (Entry, error) {
 		return Entry{}, fmt.Errorf("%w: %w", ErrFailed, err)
 	}
 	l.seq, l.hash = e.Seq, e.Hash
-	if !l.opts.NoSync {
-		if err := l.waitSynced(e.Seq); err != nil {
-			return Entry{}, fmt.Errorf("%w: %w", ErrFailed, err)
-		}
-	}
 	return e, nil
 }
 
@@ -367,11 +431,28 @@ func (l *Log) waitSynced(seq uint64) error {
 			l.syncCond.Wait()
 			continue
 		}
+		if l.f == nil {
+			return ErrClosed // and Close could not sync it
+		}
 		l.syncing = true
+		if wait := l.opts.MinSyncInterval - time.Since(l.lastSync); wait > 0 {
+			// Lines written while this one waits share its fsync.
+			l.mu.Unlock()
+			time.Sleep(wait)
+			l.mu.Lock()
+			if l.synced >= seq || l.f == nil {
+				// A rotation or Close synced it meanwhile (or Close
+				// could not: the loop says so).
+				l.syncing = false
+				l.syncCond.Broadcast()
+				continue
+			}
+		}
 		f, upto := l.f, l.seq
 		l.mu.Unlock()
 		err := f.Sync()
 		l.mu.Lock()
+		l.lastSync = time.Now()
 		l.syncing = false
 		// A rotation may have closed f meanwhile: it synced f first.
 		if err != nil && !errors.Is(err, os.ErrClosed) {
@@ -503,10 +584,16 @@ func (l *Log) closeFile() error {
 		return nil
 	}
 	err := l.f.Sync()
+	if err == nil {
+		l.synced = l.seq // for appenders waiting out MinSyncInterval
+	}
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
 	}
 	l.f = nil
+	if l.syncCond != nil {
+		l.syncCond.Broadcast()
+	}
 	// After a write failure the file may be gone bad already; that failure
 	// was reported when it happened.
 	if err != nil && l.err == nil {
