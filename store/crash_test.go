@@ -34,10 +34,11 @@ const (
 )
 
 // crashOptions are the child's and the parent's: one fixed clock, so that
-// every batch falls inside retention in both.
+// every batch falls inside retention in both, and fsyncs spaced as serve
+// spaces them (an acknowledged batch waited for its shared fsync).
 func crashOptions(tb testing.TB) Options {
 	now := mustTime(tb, crashNow)
-	return Options{Now: func() time.Time { return now }, Retention: 30}
+	return Options{Now: func() time.Time { return now }, Retention: 30, WALMinSyncInterval: 2 * time.Millisecond}
 }
 
 // crashBatch is batch n, the same in the child and the parent.

@@ -761,6 +761,12 @@ func TestOpenOptions(t *testing.T) {
 			t.Errorf("Retention %d: error %v, want ErrBadOption naming the field", r, err)
 		}
 	}
+	for _, d := range []time.Duration{-time.Millisecond, 2 * time.Second} {
+		_, err := Open(context.Background(), t.TempDir(), Options{WALMinSyncInterval: d})
+		if !errors.Is(err, ErrBadOption) || !strings.Contains(err.Error(), "WALMinSyncInterval") {
+			t.Errorf("WALMinSyncInterval %s: error %v, want ErrBadOption naming the field", d, err)
+		}
+	}
 	// The data dir is private.
 	dir := filepath.Join(t.TempDir(), "data")
 	MustOpen(t, dir, Options{})
