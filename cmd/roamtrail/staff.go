@@ -64,7 +64,11 @@ func openAuditLog(c *cli.Context, dataDir string, log zerolog.Logger) (*audit.Lo
 	if err != nil {
 		return nil, fmt.Errorf("--audit-key: %w", err)
 	}
-	l, err := audit.Open(auditDir(dataDir), audit.Options{Signer: signer, Logger: &log})
+	sync := c.Duration("sync-interval") // 0 for a command without the store flags
+	if sync < 0 || sync > maxSyncInterval {
+		return nil, fmt.Errorf("--sync-interval: want 0 to %s, got %s", maxSyncInterval, sync)
+	}
+	l, err := audit.Open(auditDir(dataDir), audit.Options{Signer: signer, Logger: &log, MinSyncInterval: sync})
 	if errors.Is(err, audit.ErrLocked) {
 		return nil, fmt.Errorf("%w (another roamtrail process holds it, and no service answers on %s)", err, adminSocket(dataDir))
 	}
