@@ -74,13 +74,22 @@ type Consent interface {
 	Consent(ctx context.Context, sub itinerary.Pseudonym) (itinerary.Consent, error)
 }
 
-// AccessLog is the access log (privacy/audit: a *audit.Log for Append, and
-// audit.Last on its dir). An entry is appended before the itinerary it
-// records is sent and before a change of consent is confirmed; if Append
-// fails, nothing is sent. Last returns the newest n entries about subject,
-// newest first, for JL; when ctx ends it returns what it found with ctx's
-// error.
+// AccessLog is the access log (privacy/audit: a *audit.Log for Append,
+// Write and Synced, and audit.Last on its dir). An entry is on record
+// before the itinerary it records is sent and before a change of consent
+// is confirmed; if it cannot be written, nothing is sent.
+//
+// Append returns once the entry is on disk. Write returns once it is
+// written, and Synced once an fsync covers it: the gateway uses these for
+// a Y whose queued job, synced before the MO was acknowledged, already
+// records the request it confirms, so that the itinerary is looked up and
+// sent while the entry's fsync runs; the job is deleted only after Synced,
+// and a job resumed after a crash writes its entry again. Last returns the
+// newest n entries about subject, newest first, for JL; when ctx ends it
+// returns what it found with ctx's error.
 type AccessLog interface {
 	Append(ctx context.Context, e audit.Entry) (audit.Entry, error)
+	Write(ctx context.Context, e audit.Entry) (audit.Entry, error)
+	Synced(ctx context.Context, seq uint64) error
 	Last(ctx context.Context, subject string, n int) ([]audit.Entry, error)
 }

@@ -26,10 +26,14 @@
 // subscriber who is opted out (or, with Options.OptInRequired, never opted
 // in) is answered with how to opt in, never with an itinerary.
 //
-// Every itinerary sent after a Y is first appended to the access log
+// Every itinerary sent after a Y is first written to the access log
 // (privacy/audit) as a self-query: pseudonym, masked number, window; never
-// the number or the itinerary. If the append fails, the itinerary is not
-// sent and the job is retried. An opt-in is logged before it takes effect;
+// the number or the itinerary. If the write fails, the itinerary is not
+// sent and the job is retried. The entry's fsync runs while the itinerary
+// is looked up and sent when the job records the request the Y confirms
+// (job.Intent, stored before the MO was acknowledged): the job stays queued
+// until the fsync is done, and one resumed after a crash writes its entry
+// again (see AccessLog). An opt-in is logged before it takes effect;
 // an opt-out takes effect first (withdrawing consent must not wait on the
 // log) and is logged before it is confirmed. JL (ACCESS, LOG) lists the
 // newest lookups of the subscriber's data from the log: when, and whether by
@@ -49,6 +53,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -295,6 +300,18 @@ func (g *Gateway) Handle(ctx context.Context, d *smpp.Deliver) smpp.Status {
 		return smpp.StatusRxTAppn
 	}
 	j := &job{ID: id, Sub: g.deps.Pseudonyms.Pseudonym(n), Sealed: sealed, Masked: n.Masked(), Cmd: cmd, Received: now}
+	if cmd.Kind == KindConfirm {
+		// Stored with the job, the request this Y is likely to confirm
+		// lets its itinerary go without waiting on the access log's fsync
+		// (see AccessLog).
+		d, err := g.deps.State.Dialog(ctx, j.Sub)
+		if err != nil {
+			g.stateFailed(err)
+			g.m.refused.WithLabelValues("state").Inc()
+			return smpp.StatusRxTAppn
+		}
+		j.Intent = d.Pending
+	}
 	// In hand before it is stored: Run, resuming what the store holds,
 	// must not take up a job that Handle is about to enqueue.
 	g.mu.Lock()
@@ -511,10 +528,10 @@ func (r retryable) Error() string { return r.err.Error() }
 func (r retryable) Unwrap() error { return r.err }
 
 func (g *Gateway) process(ctx context.Context, j *job) {
-	log := g.log.With().Str(fieldJob, j.ID).Str(fieldNumber, j.Masked).Str(fieldCommand, j.Cmd.Kind.String()).Logger()
 	err := g.step(ctx, j)
 	var r retryable
 	if errors.As(err, &r) && g.opts.Now().Sub(j.Received) < g.opts.MaxJobAge {
+		log := g.jobLog(j)
 		j.Attempts++
 		if perr := g.put(ctx, j); perr != nil {
 			log.Error().Err(perr).Msg("cannot save a job's progress")
@@ -536,10 +553,21 @@ func (g *Gateway) process(ctx context.Context, j *job) {
 		return
 	}
 	if err != nil {
+		log := g.jobLog(j)
 		log.Error().Err(err).Msg("job dropped")
 		g.m.replies.WithLabelValues("dropped").Inc()
 	}
-	if derr := g.deps.Jobs.DeleteJob(ctx, []byte(j.ID)); derr != nil {
+	if err := g.entrySynced(ctx, j); err != nil {
+		// The stored job is the entry's only durable record: it stays,
+		// marked done, and the next start writes the entry again.
+		log := g.jobLog(j)
+		log.Error().Err(err).Msg("access-log entry not synced; the job stays queued for the next start to write it again")
+		j.Done = true
+		if perr := g.put(ctx, j); perr != nil {
+			log.Error().Err(perr).Msg("cannot mark a job done")
+		}
+	} else if derr := g.deps.Jobs.DeleteJob(ctx, []byte(j.ID)); derr != nil {
+		log := g.jobLog(j)
 		log.Error().Err(derr).Msg("cannot delete a finished job")
 	}
 	g.unsynced.Store(true)
@@ -550,28 +578,70 @@ func (g *Gateway) process(ctx context.Context, j *job) {
 	g.mu.Unlock()
 }
 
+// entrySynced waits for the fsync of the access-log entry j wrote without
+// waiting (AccessLog.Write), if any.
+func (g *Gateway) entrySynced(ctx context.Context, j *job) error {
+	if j.unsynced == 0 {
+		return nil
+	}
+	start := time.Now()
+	err := g.deps.AccessLog.Synced(ctx, j.unsynced)
+	g.m.auditSync.Observe(time.Since(start).Seconds())
+	if err != nil {
+		g.m.auditFailed.Inc()
+		return fmt.Errorf("smsgw: access log: %w", err)
+	}
+	j.unsynced = 0
+	return nil
+}
+
+// jobLog is the logger for j's events, made only when there is one to log.
+func (g *Gateway) jobLog(j *job) zerolog.Logger {
+	return g.log.With().Str(fieldJob, j.ID).Str(fieldNumber, j.Masked).Str(fieldCommand, j.Cmd.Kind.String()).Logger()
+}
+
 // claimKey keys duplicate suppression: subscriber, command, and the
-// subscriber's token (tokenOf).
+// subscriber's token (tokenOf). The hashed bytes are fmt's
+// "%s|%d|%d|%d|%s" of them, built without fmt (it runs a few times a
+// query); they must not change between versions, so that a claim taken
+// before an upgrade still stops a redelivery after it.
 func claimKey(sub itinerary.Pseudonym, c Command, token string) string {
-	h := sha256.New()
-	h.Write(sub[:])
-	fmt.Fprintf(h, "|%d|%d|%d|%s", c.Kind, c.Days, c.Lang, token)
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	b := make([]byte, 0, len(sub)+16+len(token))
+	b = append(b, sub[:]...)
+	b = append(b, '|')
+	b = strconv.AppendUint(b, uint64(c.Kind), 10)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(c.Days), 10)
+	b = append(b, '|')
+	b = strconv.AppendUint(b, uint64(c.Lang), 10)
+	b = append(b, '|')
+	b = append(b, token...)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 // tokenOf is what changes when a subscriber's dialogue moves on: the
 // dialogue's token (a new pending request, its confirmation) and their
 // consent (TD, KT, a reassignment). A redelivered message finds the same
 // token and its claim taken; the same keyword sent after either changed is
-// a new message.
+// a new message. The form is fmt's "%s|%d.%d.%d" of the token and the
+// three times in Unix seconds (0 for none).
 func tokenOf(dialog string, c itinerary.Consent) string {
-	u := func(t time.Time) int64 {
+	u := func(b []byte, t time.Time) []byte {
 		if t.IsZero() {
-			return 0
+			return append(b, '0')
 		}
-		return t.Unix()
+		return strconv.AppendInt(b, t.Unix(), 10)
 	}
-	return fmt.Sprintf("%s|%d.%d.%d", dialog, u(c.OptedOut), u(c.OptedIn), u(c.Reassigned))
+	b := make([]byte, 0, len(dialog)+40)
+	b = append(b, dialog...)
+	b = append(b, '|')
+	b = u(b, c.OptedOut)
+	b = append(b, '.')
+	b = u(b, c.OptedIn)
+	b = append(b, '.')
+	b = u(b, c.Reassigned)
+	return string(b)
 }
 
 func (g *Gateway) stateErr(err error) error {
@@ -582,6 +652,20 @@ func (g *Gateway) stateErr(err error) error {
 // step does the job's work up to its reply.
 func (g *Gateway) step(ctx context.Context, j *job) error {
 	st := g.deps.State
+	if j.resumed && j.Intent != nil && !j.rewritten {
+		// The last run may have sent this Y's itinerary before the fsync
+		// of its access-log entry (see AccessLog), then stopped: the entry
+		// is written again, and synced, before anything else. A crash
+		// leaves an entry twice, or one for a Y that sent nothing, rather
+		// than an itinerary sent with none.
+		if _, err := g.appendAccess(ctx, j, audit.ActSelfQuery, j.Intent.Days, "written again after a restart"); err != nil {
+			return err
+		}
+		j.rewritten = true
+	}
+	if j.Done {
+		return nil
+	}
 	c, err := g.deps.Consent.Consent(ctx, j.Sub)
 	if err != nil {
 		return retryable{err}
@@ -680,14 +764,25 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 			// A TD overtook the request's Y: nothing is recorded to send.
 			return g.reply(ctx, j, "recording_off", recordingOffText(p.Lang))
 		}
+		// The access is on record before the itinerary leaves, or it
+		// does not leave. When the stored job records this very request
+		// (Intent), the entry's fsync runs while the itinerary is looked
+		// up and sent, and the job stays stored until it is done.
+		switch {
+		case j.rewritten && j.Intent.Nonce == p.Nonce:
+			// Written again on resuming, synced.
+		case j.Intent != nil && j.Intent.Nonce == p.Nonce:
+			if err := g.writeAccess(ctx, j, p.Days); err != nil {
+				return err
+			}
+		default:
+			if err := g.logAccess(ctx, j, audit.ActSelfQuery, p.Days); err != nil {
+				return err
+			}
+		}
 		text, err := g.itineraryText(ctx, j.Sub, p)
 		if err != nil {
 			return retryable{err}
-		}
-		// The access is on record before the itinerary leaves, or it
-		// does not leave.
-		if err := g.logAccess(ctx, j, audit.ActSelfQuery, p.Days); err != nil {
-			return err
 		}
 		return g.reply(ctx, j, "itinerary", text)
 
@@ -779,22 +874,57 @@ func (g *Gateway) logAccess(ctx context.Context, j *job, action string, days int
 	if j.Logged {
 		return nil
 	}
-	start := time.Now()
-	_, err := g.deps.AccessLog.Append(ctx, audit.Entry{
-		Actor: audit.ActorSelf, Role: audit.RoleSubscriber, Action: action,
-		Subject: audit.SubjectOf(j.Sub), Masked: j.Masked, Window: days, Outcome: "ok",
-	})
-	g.m.audit.Observe(time.Since(start).Seconds())
-	if err != nil {
-		g.m.auditFailed.Inc()
-		err = fmt.Errorf("smsgw: access log: %w", err)
-		if errors.Is(err, audit.ErrInvalid) || errors.Is(err, audit.ErrNumber) {
-			return err // the same entry would be refused again
-		}
-		return retryable{err}
+	if _, err := g.appendAccess(ctx, j, action, days, ""); err != nil {
+		return err
 	}
 	j.Logged = true
 	return nil
+}
+
+// writeAccess is logAccess for a self-query whose request the stored job
+// records (Intent): the entry is written without waiting for its fsync,
+// which process waits for before it deletes the job.
+func (g *Gateway) writeAccess(ctx context.Context, j *job, days int) error {
+	if j.Logged {
+		return nil
+	}
+	start := time.Now()
+	e, err := g.deps.AccessLog.Write(ctx, g.accessEntry(j, audit.ActSelfQuery, days, ""))
+	g.m.audit.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return g.accessErr(err)
+	}
+	j.Logged, j.unsynced = true, e.Seq
+	return nil
+}
+
+// appendAccess appends an entry of j's subscriber and waits for its fsync.
+func (g *Gateway) appendAccess(ctx context.Context, j *job, action string, days int, detail string) (audit.Entry, error) {
+	start := time.Now()
+	e, err := g.deps.AccessLog.Append(ctx, g.accessEntry(j, action, days, detail))
+	g.m.audit.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return e, g.accessErr(err)
+	}
+	return e, nil
+}
+
+// accessEntry is the subscriber's own action: the pseudonym and the masked
+// number, never the number or the itinerary.
+func (g *Gateway) accessEntry(j *job, action string, days int, detail string) audit.Entry {
+	return audit.Entry{
+		Actor: audit.ActorSelf, Role: audit.RoleSubscriber, Action: action,
+		Subject: audit.SubjectOf(j.Sub), Masked: j.Masked, Window: days, Outcome: "ok", Detail: detail,
+	}
+}
+
+func (g *Gateway) accessErr(err error) error {
+	g.m.auditFailed.Inc()
+	err = fmt.Errorf("smsgw: access log: %w", err)
+	if errors.Is(err, audit.ErrInvalid) || errors.Is(err, audit.ErrNumber) {
+		return err // the same entry would be refused again
+	}
+	return retryable{err}
 }
 
 // Accesses (JL) lists the newest maxAccesses lookups of the subscriber's

@@ -43,10 +43,18 @@ func (l logDir) Last(ctx context.Context, subject string, n int) ([]audit.Entry,
 	return audit.Last(ctx, l.dir, subject, n)
 }
 
-// flakyLog fails every Append while fail is set.
+// flakyLog fails every Append and Write while fail is set, and every
+// Synced while failSync is.
 type flakyLog struct {
 	AccessLog
-	fail atomic.Bool
+	fail, failSync atomic.Bool
+}
+
+func (f *flakyLog) Synced(ctx context.Context, seq uint64) error {
+	if f.failSync.Load() {
+		return errors.New("fsync failed")
+	}
+	return f.AccessLog.Synced(ctx, seq)
 }
 
 func (f *flakyLog) Append(ctx context.Context, e audit.Entry) (audit.Entry, error) {
@@ -54,6 +62,13 @@ func (f *flakyLog) Append(ctx context.Context, e audit.Entry) (audit.Entry, erro
 		return audit.Entry{}, errors.New("disk full")
 	}
 	return f.AccessLog.Append(ctx, e)
+}
+
+func (f *flakyLog) Write(ctx context.Context, e audit.Entry) (audit.Entry, error) {
+	if f.fail.Load() {
+		return audit.Entry{}, errors.New("disk full")
+	}
+	return f.AccessLog.Write(ctx, e)
 }
 
 // fakeConsent is the store's consent, in memory, with the same transitions.
@@ -165,6 +180,9 @@ func (hashPseudonyms) Pseudonym(n msisdn.Number) itinerary.Pseudonym {
 type testGateway struct {
 	t       *testing.T
 	g       *Gateway
+	opts    Options
+	deps    Deps
+	jobs    *memJobs
 	sink    *sink
 	consent *fakeConsent
 	itins   *fakeItineraries
@@ -208,18 +226,39 @@ func newTestGateway(t *testing.T, opts Options) *testGateway {
 	if opts.Backoff == nil {
 		opts.Backoff = func(int) time.Duration { return 20 * time.Millisecond }
 	}
-	tg.g, err = New(opts, Deps{
-		Itineraries: tg.itins, Jobs: &memJobs{m: map[string][]byte{}}, State: mem, Sender: tg.sink,
+	tg.jobs = &memJobs{m: map[string][]byte{}}
+	tg.opts = opts
+	tg.deps = Deps{
+		Itineraries: tg.itins, Jobs: tg.jobs, State: mem, Sender: tg.sink,
 		Pseudonyms: hashPseudonyms{}, Sealer: sealer, Consent: tg.consent, AccessLog: tg.log,
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
+	tg.start()
+	return tg
+}
+
+// start runs a gateway on tg's queue, state and log: at first, and again
+// after a restart.
+func (tg *testGateway) start() {
+	tg.t.Helper()
+	g, err := New(tg.opts, tg.deps)
+	if err != nil {
+		tg.t.Fatal(err)
+	}
+	tg.g = g
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { tg.g.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); tg.g.Shutdown(context.Background()); <-done })
-	return tg
+	go func() { g.Run(ctx); close(done) }()
+	tg.t.Cleanup(func() { cancel(); g.Shutdown(context.Background()); <-done })
+}
+
+// restart stops the gateway and starts another on what it leaves: its
+// queue (what a crash leaves stored), the shared state and the log.
+func (tg *testGateway) restart() {
+	tg.t.Helper()
+	if err := tg.g.Shutdown(context.Background()); err != nil {
+		tg.t.Fatal(err)
+	}
+	tg.start()
 }
 
 // send texts the gateway from number and returns the replies that came
@@ -351,6 +390,66 @@ func TestAccessLogFailureSendsNothing(t *testing.T) {
 	}
 	if es := tg.entries(); len(es) != 1 || es[0].Action != audit.ActSelfQuery {
 		t.Errorf("entries %+v, want one self-query", es)
+	}
+}
+
+// A Y's entry is written before its itinerary goes and synced while it
+// goes; the job, the entry's durable record until then, stays queued if
+// the fsync fails, and the next start writes the entry again rather than
+// leave an itinerary sent with no synced entry.
+func TestUnsyncedEntryIsWrittenAgainAfterARestart(t *testing.T) {
+	tg := newTestGateway(t, Options{})
+	tg.expect(alice, "TRIP 30", promptText(30, itinerary.English, 10))
+	tg.log.failSync.Store(true)
+	if got := tg.send(alice, "Y"); len(got) != 1 || !strings.Contains(got[0], "Beijing") {
+		t.Fatalf("Y: got %q, want the itinerary", got)
+	}
+	if es := tg.entries(); len(es) != 1 || es[0].Action != audit.ActSelfQuery || es[0].Window != 30 {
+		t.Fatalf("entries %+v, want the self-query, written before the itinerary went", es)
+	}
+	tg.jobs.mu.Lock()
+	left := len(tg.jobs.m)
+	tg.jobs.mu.Unlock()
+	if left != 1 {
+		t.Fatalf("%d jobs queued after an unsynced entry, want the Y's", left)
+	}
+
+	tg.log.failSync.Store(false)
+	tg.restart()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		tg.jobs.mu.Lock()
+		left = len(tg.jobs.m)
+		tg.jobs.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the resumed job is still queued")
+		}
+	}
+	tg.waitIdle()
+	es := tg.entries()
+	if len(es) != 2 || es[1].Action != audit.ActSelfQuery || es[1].Window != 30 || es[1].Detail != "written again after a restart" || es[1].Subject != es[0].Subject {
+		t.Fatalf("entries after the restart %+v, want the self-query written again", es)
+	}
+	tg.sink.mu.Lock()
+	sent := len(tg.sink.msgs)
+	tg.sink.mu.Unlock()
+	if sent != 2 {
+		t.Errorf("%d messages after the restart, want the prompt and one itinerary", sent)
+	}
+
+	// Synced as usual: one entry, no job left.
+	tg.expect(bob, "TRIP", promptText(15, itinerary.English, 10))
+	tg.send(bob, "Y")
+	if es := tg.entries(); len(es) != 3 || es[2].Detail != "" {
+		t.Errorf("entries %+v, want a third, plain self-query", es)
+	}
+	tg.jobs.mu.Lock()
+	left = len(tg.jobs.m)
+	tg.jobs.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d jobs queued after a synced Y, want none", left)
 	}
 }
 

@@ -32,11 +32,25 @@ type job struct {
 	Resolved *state.Request `json:"p,omitempty"`
 	Logged   bool           `json:"l,omitempty"` // its access-log entry is written
 	Attempts int            `json:"a,omitempty"`
+	// Intent is, for a Y, the request that was pending when the MO came:
+	// stored (and synced) with the job before the MO is acknowledged, it
+	// lets the itinerary go while the access-log entry's fsync runs (see
+	// AccessLog), since a job resumed after a crash writes that entry again.
+	Intent *state.Request `json:"i,omitempty"`
+	// Done says the job's work is done and it is kept only as the record
+	// of an access-log entry whose fsync failed: the next start writes the
+	// entry again and sends nothing.
+	Done bool `json:"d,omitempty"`
 
 	// claims are the claim keys this run of the job took, for park.
 	claims []string
 	// resumed: Run loaded it from a previous run's queue.
 	resumed bool
+	// unsynced is the access-log entry this run wrote without waiting for
+	// its fsync (AccessLog.Write): the job stays stored until it is synced.
+	unsynced uint64
+	// rewritten: this run wrote Intent's entry again on resuming.
+	rewritten bool
 }
 
 // newJobID is time-ordered (jobs resume oldest first) and unique across
@@ -64,6 +78,8 @@ const (
 	jobNotify
 	jobLogged
 	jobResolved
+	jobIntent
+	jobDone
 )
 
 func (j *job) encode() ([]byte, error) {
@@ -80,7 +96,7 @@ func (j *job) encode() ([]byte, error) {
 	for _, f := range []struct {
 		set  bool
 		flag byte
-	}{{j.Claimed, jobClaimed}, {j.Counted, jobCounted}, {j.Allowed, jobAllowed}, {j.Notify, jobNotify}, {j.Logged, jobLogged}, {j.Resolved != nil, jobResolved}} {
+	}{{j.Claimed, jobClaimed}, {j.Counted, jobCounted}, {j.Allowed, jobAllowed}, {j.Notify, jobNotify}, {j.Logged, jobLogged}, {j.Resolved != nil, jobResolved}, {j.Intent != nil, jobIntent}, {j.Done, jobDone}} {
 		if f.set {
 			flags |= f.flag
 		}
@@ -94,6 +110,13 @@ func (j *job) encode() ([]byte, error) {
 		}
 		b = binary.AppendUvarint(b, uint64(len(r)))
 		b = append(b, r...)
+	}
+	if r := j.Intent; r != nil {
+		// Every Y has one: binary, not JSON.
+		b = binary.AppendUvarint(b, uint64(len(r.Nonce)))
+		b = append(b, r.Nonce...)
+		b = binary.AppendUvarint(b, uint64(max(r.Days, 0)))
+		b = append(b, byte(r.Lang))
 	}
 	return b, nil
 }
@@ -178,6 +201,7 @@ func (j *job) decodeBinary(b []byte) error {
 	}
 	f := flags[0]
 	j.Claimed, j.Counted, j.Allowed, j.Notify, j.Logged = f&jobClaimed != 0, f&jobCounted != 0, f&jobAllowed != 0, f&jobNotify != 0, f&jobLogged != 0
+	j.Done = f&jobDone != 0
 	attempts, ok := uvarint()
 	if !ok || attempts > 1<<20 {
 		return bad("attempts")
@@ -192,6 +216,21 @@ func (j *job) decodeBinary(b []byte) error {
 		if err := json.Unmarshal(r, j.Resolved); err != nil {
 			return fmt.Errorf("%w: request: %w", errBadJob, err)
 		}
+	}
+	if f&jobIntent != 0 {
+		nonce, ok := bytesField()
+		if !ok || len(nonce) == 0 || len(nonce) > 64 {
+			return bad("intent")
+		}
+		days, ok := uvarint()
+		if !ok || days > 366 {
+			return bad("intent days")
+		}
+		lang, ok := take(1)
+		if !ok {
+			return bad("intent language")
+		}
+		j.Intent = &state.Request{Nonce: string(nonce), Days: int(days), Lang: itinerary.Lang(lang[0])}
 	}
 	if len(b) != 0 {
 		return bad("trailing bytes")

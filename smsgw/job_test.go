@@ -17,7 +17,10 @@ func sampleJobs() []*job {
 		{Sub: itinerary.Pseudonym{1, 2, 3}, Sealed: []byte("sealed bytes"), Masked: "138****8000", Cmd: Command{Kind: KindRequest, Days: 30, Lang: itinerary.English}, Received: at},
 		{Sub: itinerary.Pseudonym{9}, Sealed: []byte{0, 255}, Masked: "", Cmd: Command{Kind: KindConfirm}, Received: at,
 			Claimed: true, Counted: true, Allowed: true, Notify: true, Logged: true, Attempts: 7,
-			Resolved: &state.Request{Nonce: "0187a1b2c3d4e5f60718293a4b5c6d7e", Days: 15, Lang: itinerary.Chinese}},
+			Resolved: &state.Request{Nonce: "0187a1b2c3d4e5f60718293a4b5c6d7e", Days: 15, Lang: itinerary.Chinese},
+			Intent:   &state.Request{Nonce: "0187a1b2c3d4e5f60718293a4b5c6d7e", Days: 15, Lang: itinerary.Chinese}},
+		{Sub: itinerary.Pseudonym{7}, Sealed: []byte("x"), Masked: "139****0000", Cmd: Command{Kind: KindConfirm, Lang: itinerary.English}, Received: at,
+			Intent: &state.Request{Nonce: "n", Days: 30, Lang: itinerary.English}, Done: true},
 	}
 }
 
@@ -77,7 +80,7 @@ func FuzzDecodeJob(f *testing.F) {
 				t.Fatal(err)
 			}
 			j2, err := decodeJob([]byte("id"), again)
-			if err != nil || !reflect.DeepEqual(j2.Resolved, j.Resolved) || j2.Sub != j.Sub || j2.Cmd != j.Cmd {
+			if err != nil || !reflect.DeepEqual(j2.Resolved, j.Resolved) || !reflect.DeepEqual(j2.Intent, j.Intent) || j2.Sub != j.Sub || j2.Cmd != j.Cmd {
 				t.Fatalf("re-encoded job differs: %+v vs %+v (%v)", j2, j, err)
 			}
 		}

@@ -14,8 +14,9 @@ type metrics struct {
 	backlog     prometheus.Gauge         // jobs queued or in progress
 	lookup      prometheus.Histogram     // itinerary lookup latency
 	endToEnd    *prometheus.HistogramVec // MO received to reply accepted, by command
-	audit       prometheus.Histogram     // access-log append latency (an fsync)
-	auditFailed prometheus.Counter       // access-log appends that failed: nothing was sent
+	audit       prometheus.Histogram     // access-log append latency (an fsync, or only the write)
+	auditSync   prometheus.Histogram     // wait, after the reply, for the fsync of an entry written without one
+	auditFailed prometheus.Counter       // access-log writes that failed: nothing was sent
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,10 +32,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lookup:      prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roamtrail_lookup_seconds", Help: "Itinerary lookup latency.", Buckets: prometheus.ExponentialBuckets(1e-6, 2, 20)}),
 		endToEnd:    prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "roamtrail_mo_to_reply_seconds", Help: "From MO received to reply accepted by the SMSC.", Buckets: buckets}, []string{"command"}),
 		audit:       prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roamtrail_access_log_append_seconds", Help: "Access-log append latency.", Buckets: prometheus.ExponentialBuckets(1e-5, 2, 20)}),
-		auditFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "roamtrail_access_log_failures_total", Help: "Access-log appends that failed; what they recorded was not sent."}),
+		auditSync:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roamtrail_access_log_sync_wait_seconds", Help: "Wait after a reply for the fsync of its access-log entry, written before the reply without waiting for it.", Buckets: prometheus.ExponentialBuckets(1e-5, 2, 20)}),
+		auditFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "roamtrail_access_log_failures_total", Help: "Access-log writes or fsyncs that failed; an entry whose write failed was not sent, one whose fsync failed is written again at the next start."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.mo, m.replies, m.limited, m.duplicates, m.refused, m.receipts, m.backlog, m.lookup, m.endToEnd, m.audit, m.auditFailed)
+		reg.MustRegister(m.mo, m.replies, m.limited, m.duplicates, m.refused, m.receipts, m.backlog, m.lookup, m.endToEnd, m.audit, m.auditSync, m.auditFailed)
 	}
 	return m
 }
