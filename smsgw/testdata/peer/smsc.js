@@ -10,13 +10,20 @@
 //   {"event":"mo_resp","ref":R,"seq":N,"status":N}
 //   {"event":"enquire_link"}            (the ESME asked)
 //   {"event":"enquire_link_resp","ref":R,"status":N}
+//   {"event":"throttled","seq":N}       (a submit_sm answered ESME_RTHROTTLED)
 //   {"event":"generic_nack","seq":N,"status":N}
 //   {"event":"unbind"}                  (the ESME unbound us; answered)
 //   {"event":"unbind_resp","ref":R}
 //   {"event":"closed"}
 // stdin: one JSON command per line:
-//   {"cmd":"mo","ref":R,"from":..,"to":..,"text":..,"dc":0|8,"udh":"hex"?,"seq":N?}
-//       deliver_sm; seq forces the sequence number (to collide with the ESME's)
+//   {"cmd":"mo","ref":R,"from":..,"to":..,"text":..,"dc":0|8,"udh":"hex"?,"seq":N?,
+//    "hex":"..."?,"payload":bool?,"esm_class":N?,"ton":N?,"npi":N?}
+//       deliver_sm; seq forces the sequence number (to collide with the ESME's);
+//       hex sends those bytes as short_message (binary data); payload sends the
+//       text as message_payload with an empty short_message; esm_class 4 makes
+//       it a delivery receipt; ton/npi address the sender
+//   {"cmd":"throttle","n":N}         answer the next N submit_sm ESME_RTHROTTLED
+//   {"cmd":"drop"}                   drop the TCP connection, no unbind
 //   {"cmd":"hold","on":true|false}   hold submit_sm_resp until released
 //   {"cmd":"enquire","ref":R}        send enquire_link
 //   {"cmd":"unknown"}                send a PDU with command id 0x00000099
@@ -33,6 +40,7 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 let session = null;
 let nextID = 0;
 let hold = false;
+let throttle = 0;
 const held = [];
 
 function textOf(value) {
@@ -56,6 +64,12 @@ const server = smpp.createServer((s) => {
     out({ event: 'bound', system_id: pdu.system_id });
   });
   s.on('submit_sm', (pdu) => {
+    if (throttle > 0) {
+      throttle--;
+      out({ event: 'throttled', seq: pdu.sequence_number });
+      s.send(pdu.response({ command_status: smpp.ESME_RTHROTTLED }));
+      return;
+    }
     const id = 'node-' + (++nextID);
     const payload = pdu.message_payload !== undefined && (!pdu.short_message || !pdu.short_message.message || pdu.short_message.message.length === 0);
     const t = textOf(payload ? pdu.message_payload : pdu.short_message);
@@ -79,6 +93,11 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
   let c;
   try { c = JSON.parse(line); } catch (e) { out({ event: 'error', error: 'bad command' }); return; }
   const s = session;
+  if (c.cmd === 'throttle') {
+    throttle = c.n || 0;
+    out({ event: 'throttle', n: throttle, ref: c.ref });
+    return;
+  }
   if (c.cmd === 'hold') {
     hold = !!c.on;
     if (!hold && s) while (held.length) s.send(held.shift());
@@ -95,6 +114,11 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
       };
       if (c.udh) opts.esm_class = 0x40;
       if (c.seq) opts.sequence_number = c.seq;
+      if (c.hex !== undefined) opts.short_message = Buffer.from(c.hex, 'hex');
+      if (c.payload) { opts.short_message = Buffer.alloc(0); opts.message_payload = c.text; }
+      if (c.esm_class !== undefined) opts.esm_class = c.esm_class;
+      if (c.ton !== undefined) opts.source_addr_ton = c.ton;
+      if (c.npi !== undefined) opts.source_addr_npi = c.npi;
       s.deliver_sm(opts, (resp) => out({ event: 'mo_resp', ref: c.ref, seq: resp.sequence_number, status: resp.command_status }));
       break;
     }
@@ -107,6 +131,9 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
       s.socket.write(b);
       break;
     }
+    case 'drop':
+      s.socket.destroy();
+      break;
     case 'unbind':
       s.unbind((resp) => { out({ event: 'unbind_resp', ref: c.ref, status: resp.command_status }); s.close(); });
       break;
