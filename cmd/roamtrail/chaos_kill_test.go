@@ -21,6 +21,7 @@ import (
 	"github.com/roamtrail/roamtrail/itinerary"
 	"github.com/roamtrail/roamtrail/itinerary/msisdn"
 	"github.com/roamtrail/roamtrail/privacy"
+	"github.com/roamtrail/roamtrail/privacy/audit"
 	"github.com/roamtrail/roamtrail/smsgw/smsc"
 	"github.com/roamtrail/roamtrail/store"
 )
@@ -529,6 +530,31 @@ func TestChaosKill9(t *testing.T) {
 		}
 		dups += extra
 	}
+	// Every itinerary that went is in the access log: a kill may leave an
+	// entry twice (a resumed Y writes its entry again), never none.
+	rewritten := 0
+	for _, s := range subs {
+		n, err := msisdn.Parse(s.number)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries := 0
+		err = audit.Scan(context.Background(), auditDir(dataDir), audit.Filter{Subject: audit.SubjectOf(ps.Pseudonym(n)), Action: audit.ActSelfQuery},
+			func(e audit.Entry) error {
+				entries++
+				if e.Detail != "" {
+					rewritten++
+				}
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sent := chaosCount(sim, s.number, "itinerary", 0) + chaosCount(sim, s.number, "itinerary", 1); entries < sent {
+			t.Errorf("%s: %d itineraries sent, %d self-query entries in the access log", s.number, sent, entries)
+		}
+	}
+	report = append(report, fmt.Sprintf("%d self-query entries written again by resumed jobs", rewritten))
 	auditVerify(t, dataDir)
 	t.Logf("%d rounds of kill -9; %d queries answered; %d duplicate replies (all from jobs resumed after a kill); feed: %d files, %d ingest runs, %d cut by a kill, %d acknowledged rows checked",
 		rounds, queries, dups, feeder.files, feeder.runs, feeder.cut, rows)
