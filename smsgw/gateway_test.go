@@ -148,6 +148,13 @@ func (q *memJobs) Jobs(_ context.Context, fn func(id, v []byte) error) error {
 
 func (q *memJobs) SyncJobs(context.Context) error { return nil }
 
+// len is how many jobs are queued.
+func (q *memJobs) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.m)
+}
+
 // sink is the SMSC: it keeps every message submitted.
 type sink struct {
 	mu   sync.Mutex
@@ -407,22 +414,13 @@ func TestUnsyncedEntryIsWrittenAgainAfterARestart(t *testing.T) {
 	if es := tg.entries(); len(es) != 1 || es[0].Action != audit.ActSelfQuery || es[0].Window != 30 {
 		t.Fatalf("entries %+v, want the self-query, written before the itinerary went", es)
 	}
-	tg.jobs.mu.Lock()
-	left := len(tg.jobs.m)
-	tg.jobs.mu.Unlock()
-	if left != 1 {
+	if left := tg.jobs.len(); left != 1 {
 		t.Fatalf("%d jobs queued after an unsynced entry, want the Y's", left)
 	}
 
 	tg.log.failSync.Store(false)
 	tg.restart()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		tg.jobs.mu.Lock()
-		left = len(tg.jobs.m)
-		tg.jobs.mu.Unlock()
-		if left == 0 {
-			break
-		}
+	for deadline := time.Now().Add(10 * time.Second); tg.jobs.len() > 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the resumed job is still queued")
 		}
@@ -445,10 +443,7 @@ func TestUnsyncedEntryIsWrittenAgainAfterARestart(t *testing.T) {
 	if es := tg.entries(); len(es) != 3 || es[2].Detail != "" {
 		t.Errorf("entries %+v, want a third, plain self-query", es)
 	}
-	tg.jobs.mu.Lock()
-	left = len(tg.jobs.m)
-	tg.jobs.mu.Unlock()
-	if left != 0 {
+	if left := tg.jobs.len(); left != 0 {
 		t.Errorf("%d jobs queued after a synced Y, want none", left)
 	}
 }

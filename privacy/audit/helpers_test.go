@@ -83,6 +83,33 @@ func MustOpen(tb testing.TB, dir string, k key, c *clock, tweak ...func(*audit.O
 }
 
 // lookup is a typical entry: an agent's lookup of subscriber n.
+// appendFrom appends each entries from each of writers goroutines at once
+// and returns the seqs of the appends that returned.
+func appendFrom(ctx context.Context, t *testing.T, l *audit.Log, writers, each int) []uint64 {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		seqs []uint64
+		wg   sync.WaitGroup
+	)
+	for w := range writers {
+		wg.Go(func() {
+			for range each {
+				e, err := l.Append(ctx, lookup(byte(w)))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				seqs = append(seqs, e.Seq)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return seqs
+}
+
 func lookup(n byte) audit.Entry {
 	return audit.Entry{
 		Actor: "op-17", Role: audit.RoleAgent, Action: audit.ActStaffLookup,

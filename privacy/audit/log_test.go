@@ -74,27 +74,12 @@ func TestConcurrentAppendsMakeOneChain(t *testing.T) {
 	})
 
 	const writers, each = 8, 200
-	seqs := make(chan uint64, writers*each)
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Go(func() {
-			for range each {
-				e, err := l.Append(ctx, lookup(byte(w)))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				seqs <- e.Seq
-			}
-		})
-	}
-	wg.Wait()
+	seqs := appendFrom(ctx, t, l, writers, each)
 	cancel()
 	bg.Wait()
 	MustClose(t, l)
-	close(seqs)
 	seen := map[uint64]bool{}
-	for s := range seqs {
+	for _, s := range seqs {
 		if seen[s] {
 			t.Fatalf("seq %d given twice", s)
 		}
@@ -367,27 +352,7 @@ func TestMinSyncIntervalSharesFsyncs(t *testing.T) {
 	})
 	ctx := context.Background()
 	const writers, each = 16, 40
-	var (
-		mu       sync.Mutex
-		returned []uint64
-		wg       sync.WaitGroup
-	)
-	for w := range writers {
-		wg.Go(func() {
-			for range each {
-				e, err := l.Append(ctx, lookup(byte(w)))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				returned = append(returned, e.Seq)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if len(returned) != writers*each {
+	if returned := appendFrom(ctx, t, l, writers, each); len(returned) != writers*each {
 		t.Fatalf("%d appends returned, want %d", len(returned), writers*each)
 	}
 
