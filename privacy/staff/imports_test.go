@@ -16,11 +16,12 @@ func TestImports(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	allowed := map[string]bool{
-		"github.com/rs/zerolog":                           true,
-		"github.com/roamtrail/roamtrail/itinerary":        true,
-		"github.com/roamtrail/roamtrail/itinerary/msisdn": true,
-		"github.com/roamtrail/roamtrail/privacy":          true,
-		"github.com/roamtrail/roamtrail/privacy/audit":    true,
+		"github.com/rs/zerolog":                            true,
+		"github.com/roamtrail/roamtrail/itinerary":         true,
+		"github.com/roamtrail/roamtrail/itinerary/msisdn":  true,
+		"github.com/roamtrail/roamtrail/privacy":           true,
+		"github.com/roamtrail/roamtrail/privacy/audit":     true,
+		"github.com/roamtrail/roamtrail/privacy/localsock": true,
 	}
 	for _, imp := range strings.Fields(string(out)) {
 		first, _, _ := strings.Cut(imp, "/")

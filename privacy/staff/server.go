@@ -10,12 +10,13 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/roamtrail/roamtrail/privacy/localsock"
 )
 
 // Handler executes a request (*Service).
@@ -81,7 +82,7 @@ func Listen(opts ServerOptions, h Handler) (*Server, error) {
 	if len(opts.Path) > maxSocketPath {
 		return nil, fmt.Errorf("%w: %s is %d bytes; a unix socket's path may have %d: use a shorter data dir path", ErrSocket, opts.Path, len(opts.Path), maxSocketPath)
 	}
-	if !peerCredSupported {
+	if !localsock.Supported {
 		return nil, fmt.Errorf("%w: %w: the admin socket needs SO_PEERCRED (Linux)", ErrSocket, errors.ErrUnsupported)
 	}
 	setDefault(&opts.Timeout, 2*time.Minute)
@@ -90,28 +91,8 @@ func Listen(opts ServerOptions, h Handler) (*Server, error) {
 		l := zerolog.Nop()
 		opts.Logger = &l
 	}
-	dir := filepath.Dir(opts.Path)
-	st, err := os.Stat(dir)
+	ln, owner, err := localsock.Listen(opts.Path, ping)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrSocket, err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s is open to group or others (want mode 0700)", ErrSocket, dir)
-	}
-	owner, err := ownerOf(st)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrSocket, err)
-	}
-	if err := clearStale(opts.Path); err != nil {
-		return nil, err
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: opts.Path, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrSocket, err)
-	}
-	// The dir (0700) already keeps others out; the mode says so again.
-	if err := os.Chmod(opts.Path, 0o600); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("%w: %w", ErrSocket, err)
 	}
 	s := &Server{
@@ -122,38 +103,6 @@ func Listen(opts ServerOptions, h Handler) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
-}
-
-// clearStale removes a socket nothing listens on. A live one is an error:
-// two services must not share a data dir (the store's lock refuses that
-// too, but a socket replaced under a running service would strand it).
-func clearStale(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSocket, err)
-	}
-	if fi.Mode()&fs.ModeSocket == 0 {
-		return fmt.Errorf("%w: %s exists and is not a socket", ErrSocket, path)
-	}
-	c, err := net.DialTimeout("unix", path, pingTimeout)
-	if err == nil {
-		pid := ping(c)
-		c.Close()
-		if pid > 0 {
-			return fmt.Errorf("%w: another process (pid %d) answers on %s", ErrSocket, pid, path)
-		}
-		return fmt.Errorf("%w: another process answers on %s", ErrSocket, path)
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("%w: %w", ErrSocket, err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: remove a stale socket: %w", ErrSocket, err)
-	}
-	return nil
 }
 
 // ping asks a live socket for its pid; 0 if it does not say.
@@ -249,8 +198,8 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		s.mu.Unlock()
 	}()
 	c.SetDeadline(time.Now().Add(s.opts.Timeout))
-	uid, pid, err := peerCred(c)
-	if err != nil || uid != 0 && uid != s.owner {
+	uid, pid, err := localsock.PeerCred(c)
+	if err != nil || !localsock.Admits(uid, s.owner) {
 		s.log.Warn().Err(err).Uint32("uid", uid).Int32("pid", pid).Msg("admin socket: peer refused")
 		s.reply(c, Response{Error: fmt.Sprintf("%v: the admin socket admits only its data dir's owner and root", ErrDenied), Kind: "denied"})
 		return
@@ -344,22 +293,14 @@ func Call(ctx context.Context, path string, req Request) (Response, error) {
 // of the socket's dir, or as root, before a number or a code is sent to
 // it: the same rule the server applies to its clients.
 func checkServer(c *net.UnixConn, path string) error {
-	if !peerCredSupported {
+	if !localsock.Supported {
 		return nil
 	}
-	uid, pid, err := peerCred(c)
+	uid, pid, owner, err := localsock.ServerCred(c, path)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSocket, err)
 	}
-	st, err := os.Stat(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSocket, err)
-	}
-	owner, err := ownerOf(st)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSocket, err)
-	}
-	if uid != 0 && uid != owner {
+	if !localsock.Admits(uid, owner) {
 		return fmt.Errorf("%w: the process on %s (pid %d) runs as uid %d, not as the data dir's owner", ErrSocket, path, pid, uid)
 	}
 	return nil
@@ -374,7 +315,7 @@ func CheckOwner(dir string) error {
 	if err != nil {
 		return nil
 	}
-	owner, err := ownerOf(st)
+	owner, err := localsock.OwnerOf(st)
 	if err != nil {
 		return nil
 	}

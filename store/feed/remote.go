@@ -36,7 +36,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -44,6 +43,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/roamtrail/roamtrail/privacy/localsock"
 	"github.com/roamtrail/roamtrail/store"
 )
 
@@ -335,7 +335,7 @@ func Listen(opts ServerOptions, deps ServerDeps) (*Server, error) {
 	if opts.Path == "" {
 		return nil, errors.New("feed: ServerOptions.Path is required")
 	}
-	if !peerCredSupported {
+	if !localsock.Supported {
 		return nil, fmt.Errorf("feed: the ingest socket needs SO_PEERCRED (Linux): %w", errors.ErrUnsupported)
 	}
 	if opts.Idle <= 0 {
@@ -348,58 +348,14 @@ func Listen(opts ServerOptions, deps ServerDeps) (*Server, error) {
 	if deps.Regions == nil || deps.Pseudonyms == nil || deps.Store == nil || deps.Purger == nil || deps.Recorder == nil {
 		return nil, errors.New("feed: ServerDeps: every field is required")
 	}
-	st, err := os.Stat(filepath.Dir(opts.Path))
+	ln, owner, err := localsock.Listen(opts.Path, nil)
 	if err != nil {
-		return nil, fmt.Errorf("feed: ingest socket: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("feed: ingest socket: %s is open to group or others (want mode 0700)", filepath.Dir(opts.Path))
-	}
-	owner, err := ownerOf(st)
-	if err != nil {
-		return nil, fmt.Errorf("feed: ingest socket: %w", err)
-	}
-	if err := clearStale(opts.Path); err != nil {
-		return nil, err
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: opts.Path, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("feed: ingest socket: %w", err)
-	}
-	if err := os.Chmod(opts.Path, 0o600); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("feed: ingest socket: %w", err)
 	}
 	s := &Server{opts: opts, deps: deps, ln: ln, owner: owner, conns: make(map[net.Conn]struct{}),
 		log: opts.Logger.With().Str("component", "ingest-socket").Logger()}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
-}
-
-// clearStale removes a socket nothing listens on.
-func clearStale(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("feed: ingest socket: %w", err)
-	}
-	if fi.Mode()&fs.ModeSocket == 0 {
-		return fmt.Errorf("feed: ingest socket: %s exists and is not a socket", path)
-	}
-	c, err := net.DialTimeout("unix", path, 2*time.Second)
-	if err == nil {
-		c.Close()
-		return fmt.Errorf("feed: ingest socket: another process answers on %s", path)
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("feed: ingest socket: %w", err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("feed: ingest socket: remove a stale socket: %w", err)
-	}
-	return nil
 }
 
 // Path is the socket's path.
@@ -502,8 +458,8 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	conn := idleConn{c, s.ctx, s.opts.Idle}
 	stop := context.AfterFunc(s.ctx, func() { c.SetReadDeadline(time.Now()) })
 	defer stop()
-	uid, pid, err := peerCred(c)
-	if err != nil || uid != 0 && uid != s.owner {
+	uid, pid, err := localsock.PeerCred(c)
+	if err != nil || !localsock.Admits(uid, s.owner) {
 		s.log.Warn().Err(err).Uint32("uid", uid).Int32("pid", pid).Msg("ingest socket: peer refused")
 		s.reply(conn, Reply{Error: ErrDenied.Error() + ": the ingest socket admits only its data dir's owner and root"})
 		return
@@ -649,23 +605,13 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	}
 	uc := c.(*net.UnixConn)
 	cl := &Client{c: uc}
-	if peerCredSupported {
-		uid, pid, err := peerCred(uc)
+	if localsock.Supported {
+		uid, pid, owner, err := localsock.ServerCred(uc, path)
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("feed: ingest socket: %w", err)
 		}
-		st, err := os.Stat(filepath.Dir(path))
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("feed: ingest socket: %w", err)
-		}
-		owner, err := ownerOf(st)
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("feed: ingest socket: %w", err)
-		}
-		if uid != 0 && uid != owner {
+		if !localsock.Admits(uid, owner) {
 			c.Close()
 			return nil, fmt.Errorf("%w: the process on %s (pid %d) runs as uid %d, not as the data dir's owner", ErrDenied, path, pid, uid)
 		}

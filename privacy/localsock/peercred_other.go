@@ -1,6 +1,6 @@
 //go:build !linux
 
-package staff
+package localsock
 
 import (
 	"errors"
@@ -8,8 +8,8 @@ import (
 	"net"
 )
 
-// Without SO_PEERCRED the server cannot tell who connects, so Listen
-// refuses to start (see Listen); Call works anywhere.
+// Without SO_PEERCRED a server cannot tell who connects: the sockets'
+// servers refuse to start (Supported), their clients work anywhere.
 const peerCredSupported = false
 
 func peerCred(*net.UnixConn) (uint32, int32, error) {

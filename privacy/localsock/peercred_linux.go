@@ -1,6 +1,6 @@
 //go:build linux
 
-package staff
+package localsock
 
 import (
 	"errors"
