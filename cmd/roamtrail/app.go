@@ -134,8 +134,8 @@ func storeOptions(c *cli.Context) (store.Options, itinerary.Rules, error) {
 // defaultSyncInterval spaces fsyncs out under load: on this project's
 // machine an fsync costs about 0.2 ms of CPU, and two logs syncing as fast
 // as the disk allows took a third of the CPU at 2,000 queries a second.
-// bench sms with 1 to 5 ms gave more queries a second and a p99 at 2,000
-// q/s a third or less of what 0 gave, and 2 ms the most queries a second
+// bench sms with 1 to 5 ms gave more queries a second, and a p99 at 2,000
+// q/s less than half of what 0 gave; 2 ms gave the most queries a second
 // (README, "The gateway"). An idle service still syncs at once: the
 // interval only holds back an fsync that follows another within it.
 const (
