@@ -8,7 +8,10 @@
 // calls Log.Append and releases nothing unless it returns nil: the entry is
 // then on disk. If Append fails, the request is refused. After a failed
 // write or sync the log fails closed, refusing every Append until it is
-// reopened.
+// reopened. A caller that holds a durable record of its own, from which it
+// writes the entry again after a crash, may instead call Write, release,
+// and keep that record until Synced returns: the gateway's queued job does,
+// so that an itinerary goes while its entry's fsync runs.
 //
 // An entry records who (Actor, Role), what (Action), about whom (Subject, a
 // pseudonym; Masked, the number as staff saw it), how far back (Window),
@@ -71,9 +74,11 @@
 //
 // # Costs
 //
-// Append encodes and hashes a line in a few microseconds and writes it with
-// one write and one fsync under a mutex, so appends are serialised and
-// bounded by the disk's fsync latency; see BenchmarkAppend. Last reads
+// Append encodes and hashes a line in a few microseconds and writes it
+// under a mutex; appenders then share fsyncs (one covers every line written
+// before it began), at most one every Options.MinSyncInterval, so an
+// append waits about one fsync and appends are not serialised by them; see
+// BenchmarkAppend. Last reads
 // backwards from the newest entry and usually stops within the first chunk;
 // Scan and Verify read everything they are asked about once.
 package audit
