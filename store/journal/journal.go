@@ -26,10 +26,12 @@
 //
 // # What a crash keeps
 //
-// A put is durable when PutJob returns. UpdateJob and DeleteJob are not
-// synced on their own: the next synced write, or SyncJobs, makes them
-// durable; a crash before then resumes a job in an earlier state, which the
-// gateway's jobs are built to tolerate (every step is idempotent). A write
+// A put is durable when PutJob returns. UpdateJob and DeleteJob are
+// written to the file at once but not synced on their own: the next synced
+// write, or SyncJobs, makes them durable. A crash of the process keeps
+// them (the kernel has them); a crash of the machine before the next fsync
+// resumes a job in an earlier state, which the gateway's jobs are built to
+// tolerate (every step is idempotent). A write
 // torn by a crash ends the newest segment; damage anywhere else is
 // ErrCorrupt, and nothing is thrown away. After a failed write or fsync the
 // journal refuses every write: what reached the disk is unknown (an fsync
@@ -91,6 +93,8 @@ type Journal struct {
 	cur        *batch
 	err        error // sticky: ErrFailed
 	closed     bool
+	syncWanted bool     // a writer waits for buf to be synced
+	unsynced   bool     // the file holds writes no fsync covered yet
 	f          *os.File // the newest segment
 	seg        uint64   // its number
 	size       int64    // its length, as written
@@ -166,7 +170,8 @@ func (j *Journal) PutJob(ctx context.Context, id, value []byte) error {
 }
 
 // UpdateJob replaces a job without waiting for an fsync; the next synced
-// write or SyncJobs makes it durable.
+// write or SyncJobs makes it durable. It is written to the file at once, so
+// that a crash of the process alone does not lose it.
 func (j *Journal) UpdateJob(ctx context.Context, id, value []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -187,13 +192,16 @@ func (j *Journal) SyncJobs(_ context.Context) error {
 		j.mu.Unlock()
 		return err
 	}
-	if len(j.buf) == 0 {
+	if len(j.buf) == 0 && !j.unsynced {
 		j.mu.Unlock()
 		return nil
 	}
+	j.syncWanted = true
 	b := j.cur
 	j.mu.Unlock()
-	return j.await(b)
+	j.wake()
+	<-b.done
+	return b.err
 }
 
 // Jobs calls fn for every job in id order. The slices are fn's to keep; fn
@@ -279,22 +287,25 @@ func (j *Journal) write(op byte, id, value []byte, wait bool, what string) error
 	} else {
 		delete(j.live, string(id))
 	}
+	if wait {
+		j.syncWanted = true
+	}
 	b := j.cur
 	j.mu.Unlock()
+	j.wake()
 	if !wait {
 		return nil
 	}
-	return j.await(b)
-}
-
-// await wakes the syncer and waits for batch b to be synced.
-func (j *Journal) await(b *batch) error {
-	select {
-	case j.kick <- struct{}{}:
-	default: // already woken
-	}
 	<-b.done
 	return b.err
+}
+
+// wake tells the syncer there is something to do.
+func (j *Journal) wake() {
+	select {
+	case j.kick <- struct{}{}:
+	default: // already told
+	}
 }
 
 func (j *Journal) usable() error {
@@ -307,8 +318,12 @@ func (j *Journal) usable() error {
 	return nil
 }
 
-// syncer writes and syncs what is buffered, one batch at a time, until
-// Close; then it writes what is left and stops.
+// syncer writes what is buffered, one batch at a time, and fdatasyncs it
+// when a writer waits for that (PutJob, SyncJobs), until Close; then it
+// writes and syncs what is left and stops. Writes nobody waits for
+// (UpdateJob, DeleteJob) are written at once all the same, without an
+// fsync: in the kernel they outlive a crash of the process, as a Pebble
+// WAL's did, so that a kill -9 resumes no job that was finished.
 func (j *Journal) syncer() {
 	defer close(j.stopped)
 	var last time.Time
@@ -319,17 +334,22 @@ func (j *Journal) syncer() {
 		case <-j.quit:
 			quit = true
 		}
-		if wait := j.opts.MinSyncInterval - time.Since(last); wait > 0 && !quit {
-			// More writes join while this one waits.
-			time.Sleep(wait)
-		}
 		j.mu.Lock()
-		if len(j.buf) == 0 && !quit {
+		if j.syncWanted && !quit {
+			if wait := j.opts.MinSyncInterval - time.Since(last); wait > 0 {
+				// More writes join while this one waits.
+				j.mu.Unlock()
+				time.Sleep(wait)
+				j.mu.Lock()
+			}
+		}
+		sync := j.syncWanted || quit
+		if len(j.buf) == 0 && !(sync && j.unsynced) && !quit {
 			j.mu.Unlock()
 			continue
 		}
 		b, buf, f := j.cur, j.buf, j.f
-		j.cur, j.buf = newBatch(), j.spare
+		j.cur, j.buf, j.syncWanted = newBatch(), j.spare, false
 		rotate := j.err == nil && j.size+int64(len(buf)) > j.opts.SegmentSize
 		var snap []byte
 		if rotate {
@@ -343,13 +363,16 @@ func (j *Journal) syncer() {
 		case failed != nil:
 			err = failed
 		case rotate:
-			err = j.rotate(snap, false)
-		case len(buf) > 0:
-			if _, err = f.Write(buf); err == nil {
+			err = j.rotate(snap, false) // synced
+		default:
+			if len(buf) > 0 {
+				_, err = f.Write(buf)
+			}
+			if err == nil && sync && (len(buf) > 0 || j.unsynced) {
 				err = fdatasync(f)
+				last = time.Now()
 			}
 		}
-		last = time.Now()
 
 		j.mu.Lock()
 		if cap(buf) <= 1<<20 { // a burst's buffer is let go
@@ -360,10 +383,14 @@ func (j *Journal) syncer() {
 		if err != nil && j.err == nil {
 			j.err = fmt.Errorf("%w: %w", ErrFailed, err)
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			b.err = j.err
-		} else if !rotate {
+		case rotate:
+			j.unsynced = false
+		default:
 			j.size += int64(len(buf))
+			j.unsynced = !sync && (j.unsynced || len(buf) > 0)
 		}
 		j.mu.Unlock()
 		close(b.done)
