@@ -266,7 +266,8 @@ const (
 )
 
 // Handle takes one inbound message. It returns within the time of one
-// synced write: the work happens on the gateway's workers.
+// synced write: the work happens on the gateway's workers, from when the
+// session calls d.Answered after writing the deliver_sm_resp.
 func (g *Gateway) Handle(ctx context.Context, d *smpp.Deliver) smpp.Status {
 	if d.IsReceipt() {
 		g.m.receipts.WithLabelValues(receiptState(d.Receipt)).Inc()
@@ -326,7 +327,8 @@ func (g *Gateway) Handle(ctx context.Context, d *smpp.Deliver) smpp.Status {
 		return smpp.StatusRxTAppn
 	}
 	g.m.mo.WithLabelValues(cmd.Kind.String()).Inc()
-	g.enqueue(j, true)
+	// Worked on once our resp is written (see smpp.Deliver.Answered).
+	d.Answered = func() { g.enqueue(j, true) }
 	return smpp.StatusOK
 }
 

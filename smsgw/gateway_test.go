@@ -268,6 +268,17 @@ func (tg *testGateway) restart() {
 	tg.start()
 }
 
+// handle gives the gateway an MO as the session does: Handle, then, the
+// resp written, Answered.
+func (tg *testGateway) handle(from, text string) smpp.Status {
+	d := &smpp.Deliver{Source: smpp.Address{Addr: from}, Text: text}
+	st := tg.g.Handle(context.Background(), d)
+	if d.Answered != nil {
+		d.Answered()
+	}
+	return st
+}
+
 // send texts the gateway from number and returns the replies that came
 // before its queue was empty again.
 func (tg *testGateway) send(from, text string) []string {
@@ -275,7 +286,7 @@ func (tg *testGateway) send(from, text string) []string {
 	tg.sink.mu.Lock()
 	mark := len(tg.sink.msgs)
 	tg.sink.mu.Unlock()
-	if st := tg.g.Handle(context.Background(), &smpp.Deliver{Source: smpp.Address{Addr: from}, Text: text}); st != smpp.StatusOK {
+	if st := tg.handle(from, text); st != smpp.StatusOK {
 		tg.t.Fatalf("Handle(%q) = %v", text, st)
 	}
 	tg.waitIdle()
@@ -377,7 +388,7 @@ func TestAccessLogFailureSendsNothing(t *testing.T) {
 	tg := newTestGateway(t, Options{})
 	tg.expect(alice, "TRIP", promptText(15, itinerary.English, 10))
 	tg.log.fail.Store(true)
-	tg.g.Handle(context.Background(), &smpp.Deliver{Source: smpp.Address{Addr: alice}, Text: "Y"})
+	tg.handle(alice, "Y")
 	// The job retries every 20 ms while the log fails: nothing goes out.
 	time.Sleep(300 * time.Millisecond)
 	tg.sink.mu.Lock()
@@ -503,7 +514,7 @@ func TestOptInRequired(t *testing.T) {
 func TestOptInLoggedFirst(t *testing.T) {
 	tg := newTestGateway(t, Options{})
 	tg.log.fail.Store(true)
-	tg.g.Handle(context.Background(), &smpp.Deliver{Source: smpp.Address{Addr: alice}, Text: "KT"})
+	tg.handle(alice, "KT")
 	time.Sleep(200 * time.Millisecond)
 	if c, _ := tg.consent.Consent(context.Background(), subOf(t, alice)); c.In() {
 		t.Errorf("opted in while the access log refused the entry")
@@ -518,7 +529,7 @@ func TestOptInLoggedFirst(t *testing.T) {
 func TestOptOutDoesNotWaitForTheLog(t *testing.T) {
 	tg := newTestGateway(t, Options{})
 	tg.log.fail.Store(true)
-	tg.g.Handle(context.Background(), &smpp.Deliver{Source: smpp.Address{Addr: alice}, Text: "TD"})
+	tg.handle(alice, "TD")
 	time.Sleep(200 * time.Millisecond)
 	if c, _ := tg.consent.Consent(context.Background(), subOf(t, alice)); !c.Out() {
 		t.Errorf("not opted out while the access log fails")
@@ -620,5 +631,29 @@ func TestLostReplyResentOnRedelivery(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// No reply to an MO goes out before its resp is written: the job is worked
+// on only once the session calls Answered (see smpp.Deliver.Answered).
+func TestWorkWaitsForTheResp(t *testing.T) {
+	tg := newTestGateway(t, Options{})
+	d := &smpp.Deliver{Source: smpp.Address{Addr: alice}, Text: "TRIP"}
+	if st := tg.g.Handle(context.Background(), d); st != smpp.StatusOK || d.Answered == nil {
+		t.Fatalf("Handle = %v, Answered set: %v", st, d.Answered != nil)
+	}
+	time.Sleep(100 * time.Millisecond)
+	tg.sink.mu.Lock()
+	n := len(tg.sink.msgs)
+	tg.sink.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d replies before the resp was written", n)
+	}
+	d.Answered()
+	tg.waitIdle()
+	tg.sink.mu.Lock()
+	defer tg.sink.mu.Unlock()
+	if len(tg.sink.msgs) != 1 || tg.sink.msgs[0].Text != promptText(15, itinerary.English, 10) {
+		t.Fatalf("after the resp: %+v", tg.sink.msgs)
 	}
 }

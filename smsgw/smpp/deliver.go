@@ -40,6 +40,15 @@ type Deliver struct {
 	Receipt *Receipt
 	// DataSM is true when it came as data_sm rather than deliver_sm.
 	DataSM bool
+
+	// Answered, when the handler sets it, is called once the resp carrying
+	// the handler's status was written (or failed with the connection). An
+	// MO's work starts there, not in the handler, so that no reply to it
+	// goes out before the SMSC can have our resp: else a crash between
+	// the two makes the SMSC redeliver an MO already answered, possibly
+	// after the subscriber's next one, when nothing tells it from a new
+	// message.
+	Answered func()
 }
 
 // IsReceipt reports whether d is a delivery receipt.

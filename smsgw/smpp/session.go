@@ -600,13 +600,13 @@ func (s *Session) handle(in inbound) {
 		d.Text, d.Data = text, part.Data
 		d.Receipt = receiptFrom(in.sm, text)
 		s.m.inbound.WithLabelValues("receipt").Inc()
-		in.c.answerInbound(in, s.call(d, log))
+		answer(in, d, s.call(d, log))
 		return
 	}
 	if bad {
 		d.Binary, d.Data = true, part.Data
 		s.m.inbound.WithLabelValues("malformed").Inc()
-		in.c.answerInbound(in, s.call(d, log))
+		answer(in, d, s.call(d, log))
 		return
 	}
 	msg := s.reasm.Add(part)
@@ -619,7 +619,15 @@ func (s *Session) handle(in inbound) {
 	s.m.inbound.WithLabelValues("mo").Inc()
 	st := s.call(d, log)
 	s.reasm.Release(msg, st == StatusOK)
+	answer(in, d, st)
+}
+
+// answer writes the handler's status, then calls d.Answered.
+func answer(in inbound, d *Deliver, st Status) {
 	in.c.answerInbound(in, st)
+	if d.Answered != nil {
+		d.Answered()
+	}
 }
 
 // call runs the handler with a deadline, turning a panic into
