@@ -22,7 +22,7 @@ type Itineraries interface {
 }
 
 // Jobs is the durable queue an MO is written to before it is acknowledged
-// (store.DB).
+// (store/journal).
 type Jobs interface {
 	PutJob(ctx context.Context, id, value []byte) error
 	// UpdateJob replaces a job without waiting for an fsync; the next

@@ -3,7 +3,9 @@ package store_test
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,4 +97,33 @@ func BenchmarkApply(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkPutDeleteJob is store/journal's BenchmarkPutDelete on the
+// visit store's job methods, which the gateway used before the journal:
+// 32 writers, a synced put then an unsynced delete each.
+func BenchmarkPutDeleteJob(b *testing.B) {
+	for _, interval := range []time.Duration{0, 2 * time.Millisecond} {
+		b.Run(fmt.Sprintf("interval=%s", interval), func(b *testing.B) {
+			loc := time.FixedZone("Asia/Shanghai", 8*3600)
+			db, err := store.Open(context.Background(), b.TempDir(), store.Options{Location: loc, WALMinSyncInterval: interval})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			value := make([]byte, 120)
+			var seq atomic.Uint64
+			b.SetParallelism(32)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					id := fmt.Appendf(nil, "%032x", seq.Add(1))
+					if err := db.PutJob(context.Background(), id, value); err != nil {
+						b.Error(err)
+						return
+					}
+					db.DeleteJob(context.Background(), id)
+				}
+			})
+		})
+	}
 }

@@ -16,8 +16,8 @@
 //	  -> the day's visits, 7 bytes each: region (20 bits) | first (18) | last (18)
 //	m | name -> metadata (format, time zone, key fingerprint, purge mark, ingest offsets)
 //	s | pseudonym -> consent: opted out since, opted in since, reassigned at (consent.go)
-//	j | id -> a queued gateway job, sealed (jobs.go)
-//	j | id -> a queued MO (jobs.go)
+//	j | id -> a gateway job queued by a version before the job journal
+//	         (jobs.go); serve moves them to store/journal at start
 //	c | key -> a staff one-time code record, opaque (codes.go)
 //
 // Day first is chosen for retention: everything that expires on a day is one

@@ -8,12 +8,13 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// Jobs are the gateway's durable queue: an MO is written here before its
-// deliver_sm_resp says OK, so that a crash between the two loses no query.
-// Keys are the caller's (ordered as it likes), values opaque; the caller
-// seals anything personal in them. Every write is synced; concurrent writers
-// share fsyncs (Pebble groups commits), so a busy gateway pays far less than
-// one fsync per job.
+// Jobs were the gateway's durable queue until it moved to its own journal
+// (store/journal: a job lives for milliseconds, and here every one went
+// through Pebble's memtable, flushes and compactions). What an earlier
+// version left here is moved there when serve starts (cmd/roamtrail,
+// openJobs), which is what these methods are kept for, with the tests that
+// pin their behaviour. Keys are the caller's, values opaque; the caller
+// seals anything personal in them.
 const prefixJob = 'j'
 
 func jobKey(id []byte) []byte { return append([]byte{prefixJob}, id...) }

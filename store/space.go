@@ -50,3 +50,8 @@ func (db *DB) roomFor(op string) error {
 	}
 	return nil
 }
+
+// RoomFor is roomFor for a writer on the same file system that is not the
+// store: the gateway's job queue (store/journal), whose writes would eat the
+// same reserve.
+func (db *DB) RoomFor(op string) error { return db.roomFor(op) }

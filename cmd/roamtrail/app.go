@@ -70,7 +70,7 @@ func storeFlags() []cli.Flag {
 		&cli.IntFlag{Name: "retention", Value: 30, Usage: "days of history kept and shown, today included", EnvVars: []string{"ROAMTRAIL_RETENTION"}},
 		&cli.StringFlag{Name: "key-file", Usage: "pseudonym key (32 bytes, mode 0600); default DATA_DIR/pseudonym.key, created on first use", EnvVars: []string{"ROAMTRAIL_KEY_FILE"}},
 		&cli.IntFlag{Name: "min-free", Value: 144, Usage: "MiB kept free on the data dir's file system for the store's own work: below it, ingest and incoming MOs are refused (the SMSC keeps them) until space is freed; 0 turns the check off", EnvVars: []string{"ROAMTRAIL_MIN_FREE"}},
-		&cli.DurationFlag{Name: "sync-interval", Value: defaultSyncInterval, Usage: "least time between two fsyncs of the store's write-ahead log, and of the access log: writes that come meanwhile share the next one (0: sync at once)", EnvVars: []string{"ROAMTRAIL_SYNC_INTERVAL"}},
+		&cli.DurationFlag{Name: "sync-interval", Value: defaultSyncInterval, Usage: "least time between two fsyncs of the store's write-ahead log, of the gateway's job queue, and of the access log: writes that come meanwhile share the next one (0: sync at once)", EnvVars: []string{"ROAMTRAIL_SYNC_INTERVAL"}},
 		&cli.StringFlag{Name: "collect", Value: "all", Usage: "whose location events are kept: all (everyone but who opted out with TD) or opted-in (only who opted in with KT)", EnvVars: []string{"ROAMTRAIL_COLLECT"}},
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/roamtrail/roamtrail/privacy/audit"
 	"github.com/roamtrail/roamtrail/smsgw/smsc"
 	"github.com/roamtrail/roamtrail/store"
+	"github.com/roamtrail/roamtrail/store/journal"
 )
 
 // buildRoamtrail builds the binary into a temp dir: the tests that kill a
@@ -365,9 +366,10 @@ func (f *chaosFeeder) checkAcked(t *testing.T, db *store.DB, ps *privacy.Pseudon
 	return rows
 }
 
-// jobsBySub reads the durable job queue of a stopped data dir: how many
-// jobs each of numbers has queued, which serve resumes at start.
-func jobsBySub(t *testing.T, db *store.DB, ps *privacy.Pseudonymizer, numbers []string) (map[string]int, int) {
+// jobsBySub reads the durable job queues of a stopped data dir (the job
+// journal, and the visit store's, which serve empties into it at start):
+// how many jobs each of numbers has queued, which serve resumes at start.
+func jobsBySub(t *testing.T, dataDir string, db *store.DB, ps *privacy.Pseudonymizer, numbers []string) (map[string]int, int) {
 	t.Helper()
 	byPseud := map[itinerary.Pseudonym]string{}
 	for _, n := range numbers {
@@ -379,7 +381,7 @@ func jobsBySub(t *testing.T, db *store.DB, ps *privacy.Pseudonymizer, numbers []
 	}
 	out := map[string]int{}
 	total := 0
-	err := db.Jobs(context.Background(), func(_, value []byte) error {
+	count := func(_, value []byte) error {
 		// smsgw's forms: a version byte (1) then the pseudonym, or the
 		// JSON earlier versions wrote.
 		var j struct {
@@ -396,9 +398,17 @@ func jobsBySub(t *testing.T, db *store.DB, ps *privacy.Pseudonymizer, numbers []
 		total++
 		out[byPseud[j.S]]++
 		return nil
-	})
+	}
+	if err := db.Jobs(context.Background(), count); err != nil {
+		t.Fatalf("reading the visit store's job queue: %v", err)
+	}
+	jobs, err := journal.Open(filepath.Join(dataDir, "jobs"), journal.Options{})
 	if err != nil {
-		t.Fatalf("reading the job queue: %v", err)
+		t.Fatalf("opening the job journal: %v", err)
+	}
+	defer jobs.Close()
+	if err := jobs.Jobs(context.Background(), count); err != nil {
+		t.Fatalf("reading the job journal: %v", err)
 	}
 	return out, total
 }
@@ -471,7 +481,7 @@ func TestChaosKill9(t *testing.T) {
 		feeder.attempt.Lock()
 		db, ps := openStopped(t, dataDir)
 		rows := feeder.checkAcked(t, db, ps, fmt.Sprintf("kill %d", round))
-		bySub, total := jobsBySub(t, db, ps, numbers)
+		bySub, total := jobsBySub(t, dataDir, db, ps, numbers)
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -488,7 +498,7 @@ func TestChaosKill9(t *testing.T) {
 
 	db, ps := openStopped(t, dataDir)
 	rows := feeder.checkAcked(t, db, ps, "the end")
-	if left, total := jobsBySub(t, db, ps, numbers); total != 0 {
+	if left, total := jobsBySub(t, dataDir, db, ps, numbers); total != 0 {
 		t.Errorf("jobs left after SIGTERM: %v", left)
 	}
 	db.Close()

@@ -29,6 +29,7 @@ import (
 	"github.com/roamtrail/roamtrail/smsgw/state"
 	"github.com/roamtrail/roamtrail/store"
 	"github.com/roamtrail/roamtrail/store/feed"
+	"github.com/roamtrail/roamtrail/store/journal"
 )
 
 // gatewayFlags are serve's own flags; each is also read from
@@ -210,8 +211,9 @@ type stack struct {
 	// the other instances (consentsync.go); stopConsent stops following.
 	consent     consentStore
 	stopConsent context.CancelFunc
-	ingest      *feed.Server // live ingest and purge (ingest.go)
-	alog        *audit.Log   // the access log: self-queries, consent, purges, staff
+	ingest      *feed.Server     // live ingest and purge (ingest.go)
+	alog        *audit.Log       // the access log: self-queries, consent, purges, staff
+	jobs        *journal.Journal // the gateway's durable queue (jobs.go)
 	wg          sync.WaitGroup
 	errs        chan error
 
@@ -262,6 +264,9 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 	// reach it through the admin socket.
 	dataDir := c.String("data-dir")
 	if st.alog, err = openAuditLog(c, dataDir, log); err != nil {
+		return nil, err
+	}
+	if st.jobs, err = openJobs(c.Context, dataDir, st.svc.db, c.Duration("sync-interval"), log); err != nil {
 		return nil, err
 	}
 	sealer, err := privacy.NewSealer(st.svc.key, nil)
@@ -320,7 +325,7 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 		return nil, err
 	}
 	if st.gw, err = smsgw.New(gwOpts, smsgw.Deps{
-		Itineraries: st.svc.engine, Jobs: st.svc.db, State: st.state, Sender: st.session,
+		Itineraries: st.svc.engine, Jobs: st.jobs, State: st.state, Sender: st.session,
 		Pseudonyms: st.svc.ps, Sealer: sealer,
 		Consent: st.consent, AccessLog: accessLog{st.alog, auditDir(dataDir)},
 	}); err != nil {
@@ -457,6 +462,9 @@ func (st *stack) stop(ctx context.Context) error {
 		errs = append(errs, st.state.Close())
 	}
 	errs = append(errs, st.alog.Close()) // the last checkpoint
+	if st.jobs != nil {
+		errs = append(errs, st.jobs.Close())
+	}
 	errs = append(errs, st.svc.Close())
 	return errors.Join(errs...)
 }
