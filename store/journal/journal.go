@@ -240,8 +240,9 @@ func (j *Journal) Len() int {
 	return len(j.live)
 }
 
-// Close syncs what was written and closes the journal. Later calls return
-// ErrClosed; Close itself is safe to call again.
+// Close syncs what was written and closes the journal; after a failure
+// (ErrFailed) it returns that error again. Later calls return ErrClosed;
+// Close itself is safe to call again.
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	if j.closed {
@@ -253,10 +254,9 @@ func (j *Journal) Close() error {
 	j.mu.Unlock()
 	close(j.quit)
 	<-j.stopped // it wrote and synced what was buffered
-	var err error
-	if last.err != nil && !errors.Is(last.err, ErrFailed) {
-		err = last.err
-	}
+	// A failure is reported again here: what the last writes were (deletes
+	// nobody waited for, say) may not be on disk.
+	err := last.err
 	if cerr := j.f.Close(); err == nil && cerr != nil && j.err == nil {
 		err = fmt.Errorf("store/journal: close: %w", cerr)
 	}

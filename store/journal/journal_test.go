@@ -349,7 +349,9 @@ func TestFailedWriteIsSticky(t *testing.T) {
 			t.Fatalf("after a failure: %v, want ErrFailed", err)
 		}
 	}
-	j.Close()
+	if err := j.Close(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Close after a failure: %v, want ErrFailed", err)
+	}
 	j = open(t, dir, Options{})
 	defer j.Close()
 	if got := contents(t, j); !slices.Equal(got, []string{"a=1"}) {
