@@ -104,7 +104,8 @@ type Journal struct {
 	stopped chan struct{} // the syncer is done
 }
 
-// batch is the records one fsync covers.
+// batch is the records the syncer takes in one go: done is closed once
+// they are written, and synced if a writer waited for them.
 type batch struct {
 	done chan struct{}
 	err  error // set before done is closed
@@ -138,7 +139,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		return nil, fmt.Errorf("store/journal: %w", err)
 	}
 	for i, n := range segs {
-		if _, err := replay(filepath.Join(dir, segmentName(n)), i == len(segs)-1, j.live); err != nil {
+		if err := replay(filepath.Join(dir, segmentName(n)), i == len(segs)-1, j.live); err != nil {
 			lock.Close()
 			if !errors.Is(err, ErrCorrupt) {
 				err = fmt.Errorf("store/journal: open: %w", err)

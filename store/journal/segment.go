@@ -43,18 +43,18 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // the operator decides (the error names the file and offset).
 var ErrCorrupt = errors.New("store/journal: corrupt segment")
 
-// appendRecord appends one record to b.
+// appendRecord appends one record to b: the payload first, behind room for
+// its length and checksum, which are filled in after.
 func appendRecord(b []byte, op byte, id, value []byte) []byte {
-	n := 1 + binary.PutUvarint(make([]byte, binary.MaxVarintLen64), uint64(len(id))) + len(id) + len(value)
 	start := len(b)
-	b = binary.LittleEndian.AppendUint32(b, uint32(n))
-	b = append(b, 0, 0, 0, 0) // crc, below
-	p := len(b)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0)
 	b = append(b, op)
 	b = binary.AppendUvarint(b, uint64(len(id)))
 	b = append(b, id...)
 	b = append(b, value...)
-	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(b[p:], castagnoli))
+	p := b[start+8:]
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(p)))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(p, castagnoli))
 	return b
 }
 
@@ -142,28 +142,28 @@ func segments(dir string) ([]uint64, error) {
 }
 
 // replay applies the segment at path to live. last says it is the newest
-// segment: a tear at its end is what a crash leaves, and the offset where
-// its whole records end is returned so that the file is cut there. Damage
-// anywhere else is ErrCorrupt.
-func replay(path string, last bool, live map[string][]byte) (end int64, err error) {
+// segment: a tear at its end is what a crash leaves, and replay stops
+// there (Open then starts a new segment, so the torn one is never appended
+// to). Damage anywhere else is ErrCorrupt.
+func replay(path string, last bool, live map[string][]byte) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if len(b) < headerSize {
 		if last && string(b) == magic[:len(b)] {
-			return 0, nil // created, crash before its magic was whole
+			return nil // created, crash before its magic was whole
 		}
-		return 0, fmt.Errorf("%w: %s: no header", ErrCorrupt, filepath.Base(path))
+		return fmt.Errorf("%w: %s: no header", ErrCorrupt, filepath.Base(path))
 	}
 	if string(b[:headerSize]) != magic {
-		return 0, fmt.Errorf("%w: %s: not a job journal segment", ErrCorrupt, filepath.Base(path))
+		return fmt.Errorf("%w: %s: not a job journal segment", ErrCorrupt, filepath.Base(path))
 	}
 	n, perr := parseRecords(b[headerSize:], func(r record) { apply(live, r) })
 	if perr != nil && !last {
-		return 0, fmt.Errorf("%w: %s at offset %d: %w", ErrCorrupt, filepath.Base(path), headerSize+n, perr)
+		return fmt.Errorf("%w: %s at offset %d: %w", ErrCorrupt, filepath.Base(path), headerSize+n, perr)
 	}
-	return int64(headerSize + n), nil
+	return nil
 }
 
 func apply(live map[string][]byte, r record) {
