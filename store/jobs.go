@@ -37,27 +37,6 @@ func (db *DB) PutJob(ctx context.Context, id, value []byte) error {
 	return nil
 }
 
-// UpdateJob replaces a stored job's progress without syncing: like
-// DeleteJob, the next synced write (or SyncJobs) makes it durable. For
-// progress a crash may lose, because the caller can tell from elsewhere
-// what a resumed job must not do again.
-func (db *DB) UpdateJob(ctx context.Context, id, value []byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if !db.enterRead() {
-		return ErrClosed
-	}
-	defer db.lifeMu.RUnlock()
-	if err := db.roomFor("update job"); err != nil {
-		return err
-	}
-	if err := db.pdb.Set(jobKey(id), value, pebble.NoSync); err != nil {
-		return fmt.Errorf("store: update job: %w", err)
-	}
-	return nil
-}
-
 // DeleteJob removes a job; a missing job is not an error. The delete is
 // not synced on its own: the WAL is sequential, so the next synced write
 // (the next PutJob, or the flush SyncJobs does) makes it durable. A crash
