@@ -21,7 +21,9 @@
 // Records go to the newest segment. Once it is past Options.SegmentSize the
 // live jobs (a backlog, bounded by the gateway) are written to a new segment
 // as puts, synced, and every older segment is removed: the disk holds about
-// one segment, whatever the traffic. Open does the same after replaying, so
+// one segment, whatever the traffic. The removal runs on a goroutine of its
+// own: unlinking a full segment took 13-16 ms here (ext4 freeing 16 MiB),
+// and every MO waiting for the next fsync waited for it too. Open does the same after replaying, so
 // a segment torn by a crash is never appended to.
 //
 // # What a crash keeps
@@ -102,6 +104,11 @@ type Journal struct {
 	kick    chan struct{} // there is something to write (capacity 1)
 	quit    chan struct{} // Close: write what is left and stop
 	stopped chan struct{} // the syncer is done
+
+	pruneBelow uint64                  // under mu: the segments below it are to go
+	pruneKick  chan struct{}           // pruneBelow moved (capacity 1)
+	pruned     chan struct{}           // the pruner is done
+	removeFile func(name string) error // os.Remove; tests refuse it
 }
 
 // batch is the records the syncer takes in one go: done is closed once
@@ -132,6 +139,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 	j := &Journal{
 		dir: dir, opts: opts, lock: lock, live: make(map[string][]byte), cur: newBatch(),
 		kick: make(chan struct{}, 1), quit: make(chan struct{}), stopped: make(chan struct{}),
+		pruneKick: make(chan struct{}, 1), pruned: make(chan struct{}), removeFile: os.Remove,
 	}
 	segs, err := segments(dir)
 	if err != nil {
@@ -150,7 +158,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 	}
 	// Start a new segment with what is live, and drop the replayed ones:
 	// the newest may end in a tear, and is never appended to.
-	b := j.snapshot()
+	b := j.snapshot(nil)
 	if err := j.rotate(b, true); err != nil {
 		if j.f != nil {
 			j.f.Close()
@@ -159,6 +167,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		return nil, fmt.Errorf("store/journal: open: %w", err)
 	}
 	go j.syncer()
+	go j.pruner()
 	return j, nil
 }
 
@@ -255,6 +264,7 @@ func (j *Journal) Close() error {
 	j.mu.Unlock()
 	close(j.quit)
 	<-j.stopped // it wrote and synced what was buffered
+	<-j.pruned
 	// A failure is reported again here: what the last writes were (deletes
 	// nobody waited for, say) may not be on disk.
 	err := last.err
@@ -349,12 +359,12 @@ func (j *Journal) syncer() {
 			j.mu.Unlock()
 			continue
 		}
-		b, buf, f := j.cur, j.buf, j.f
+		b, buf, f, unsynced := j.cur, j.buf, j.f, j.unsynced
 		j.cur, j.buf, j.syncWanted = newBatch(), j.spare, false
 		rotate := j.err == nil && j.size+int64(len(buf)) > j.opts.SegmentSize
 		var snap []byte
 		if rotate {
-			snap = j.snapshot() // it includes buf
+			snap = j.snapshot(buf)
 		}
 		failed := j.err
 		j.mu.Unlock()
@@ -364,12 +374,20 @@ func (j *Journal) syncer() {
 		case failed != nil:
 			err = failed
 		case rotate:
-			err = j.rotate(snap, false) // synced
+			// The old segment is synced before it is left: should its
+			// removal be undone by a crash, it is replayed whole, deletes
+			// included (see removeBelow).
+			if unsynced {
+				err = fdatasync(f)
+			}
+			if err == nil {
+				err = j.rotate(snap, false) // synced
+			}
 		default:
 			if len(buf) > 0 {
 				_, err = f.Write(buf)
 			}
-			if err == nil && sync && (len(buf) > 0 || j.unsynced) {
+			if err == nil && sync && (len(buf) > 0 || unsynced) {
 				err = fdatasync(f)
 				last = time.Now()
 			}
@@ -402,24 +420,25 @@ func (j *Journal) syncer() {
 }
 
 // snapshot is a new segment's contents: the magic, the live jobs as puts,
-// then the buffered records. The live jobs already reflect the buffer, so
-// replaying it after them changes nothing, but its deletes must be on disk
-// for a job whose put is in an older segment that could not be removed (see
-// removeBelow). Called with mu held.
-func (j *Journal) snapshot() []byte {
-	b := make([]byte, 0, headerSize+len(j.live)*256+len(j.buf))
+// then buf, the records not yet written. The live jobs already reflect
+// them, so replaying them after them changes nothing, but their deletes
+// must be on disk for a job whose put is in an older segment not removed
+// yet (see removeBelow). Called with mu held.
+func (j *Journal) snapshot(buf []byte) []byte {
+	b := make([]byte, 0, headerSize+len(j.live)*256+len(buf))
 	b = append(b, magic...)
 	for id, v := range j.live {
 		b = appendRecord(b, opPut, []byte(id), v)
 	}
-	return append(b, j.buf...)
+	return append(b, buf...)
 }
 
 // rotate writes b as segment seg+1, syncs it, makes it the newest, and
-// removes the older segments. A segment that could not be removed is
-// replayed before the newer ones, which is harmless (see removeBelow);
-// the next rotation tries again, and only Open (opening) reports it.
-// Called by Open before the syncer starts, then only by the syncer.
+// has the older segments removed: at once when opening, else by the
+// pruner. A segment that could not be removed is replayed before the newer
+// ones, which is harmless (see removeBelow); the next rotation tries
+// again, and only Open (opening) reports it. Called by Open before the
+// syncer starts, then only by the syncer.
 func (j *Journal) rotate(b []byte, opening bool) error {
 	j.mu.Lock()
 	next, old := j.seg+1, j.f
@@ -434,10 +453,35 @@ func (j *Journal) rotate(b []byte, opening bool) error {
 	if old != nil {
 		old.Close()
 	}
-	if err := removeBelow(j.dir, next); err != nil && opening {
-		return err
+	if opening {
+		return removeBelow(j.dir, next, j.removeFile)
+	}
+	j.mu.Lock()
+	j.pruneBelow = next
+	j.mu.Unlock()
+	select {
+	case j.pruneKick <- struct{}{}:
+	default: // told already; it reads the newest pruneBelow
 	}
 	return nil
+}
+
+// pruner removes the segments a rotation left behind, until Close. What
+// it has not removed by then (or could not remove) is removed by the next
+// Open.
+func (j *Journal) pruner() {
+	defer close(j.pruned)
+	for {
+		select {
+		case <-j.pruneKick:
+		case <-j.quit:
+			return
+		}
+		j.mu.Lock()
+		n := j.pruneBelow
+		j.mu.Unlock()
+		removeBelow(j.dir, n, j.removeFile) // an error: the next rotation tries again
+	}
 }
 
 // createSegment writes a new segment whole and syncs it and dir, so that
@@ -464,24 +508,20 @@ func createSegment(dir string, n uint64, b []byte) (*os.File, error) {
 // stops at the first it cannot. What is left is a run of the newest before
 // segment n, and every delete is written in the segment of its put or a
 // newer one, so replaying them before segment n (which holds every live
-// job) brings back no finished job.
-func removeBelow(dir string, n uint64) error {
+// job) brings back no finished job. For the same reason the removals are
+// not synced: one a crash undoes leaves such a run.
+func removeBelow(dir string, n uint64, remove func(string) error) error {
 	segs, err := segments(dir)
 	if err != nil {
 		return err
 	}
-	removed := false
 	for _, s := range segs {
 		if s >= n {
 			break
 		}
-		if err := os.Remove(filepath.Join(dir, segmentName(s))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := remove(filepath.Join(dir, segmentName(s))); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
-		removed = true
-	}
-	if removed {
-		return syncDir(dir)
 	}
 	return nil
 }
