@@ -38,7 +38,7 @@ type MemoryOptions struct {
 	// again), and a pending dialogue only when nothing else is left
 	// (its Y would find nothing). Dropping by expiry alone let the
 	// 48-hour counters of 100,000 subscribers crowd out every
-	// 10-minute dialogue. Default DefaultMaxEntries (about 340 MB when
+	// 10-minute dialogue. Default DefaultMaxEntries (about 250 MB when
 	// full).
 	MaxEntries int
 }
@@ -46,6 +46,13 @@ type MemoryOptions struct {
 // Memory is the embedded shared state of a single gateway instance: maps
 // behind a mutex, with expiry. It starts no goroutine: expired entries are
 // removed by the calls that come after their expiry.
+//
+// Claims, the most numerous entries (three a query, kept ten minutes), are
+// held apart in values without pointers, which the garbage collector does
+// not scan. Held as pointer entries with the others, they made every GC
+// cycle mark them all: after ten seconds at saturation the heap held 80 MB
+// of them, a mark phase lasted 40 ms, and MO-to-reply p99 at 2,000 queries
+// a second doubled (bench sms).
 type Memory struct {
 	now func() time.Time
 	max int
@@ -53,11 +60,23 @@ type Memory struct {
 	mu     sync.Mutex
 	closed bool
 	m      map[memKey]*memEntry
-	// byTime orders each kind's entries by expiry (index: memKind).
+	// byTime orders each kind's entries by expiry (index: memKind); the
+	// kindClaim heap stays empty.
 	byTime [kindCount]expiryHeap
 	// bySub lists each subscriber's dialogue and day counters, for
 	// Forget.
 	bySub map[itinerary.Pseudonym][]*memEntry
+	// claims holds the claims, claimsByTime their expiries, soonest
+	// first. An expiry there whose claim is gone or was taken again
+	// since is stale and skipped when it comes up.
+	claims       map[[16]byte]claimRec
+	claimsByTime claimHeap
+}
+
+// claimRec is a claim: hashes only, no pointer (see Memory).
+type claimRec struct {
+	owner   [16]byte // claimHash of the owner
+	expires int64    // Unix nanoseconds
 }
 
 type memKind uint8
@@ -92,7 +111,6 @@ type memEntry struct {
 	index   int // in byTime[key.kind]
 
 	dialog   *dialogRec // kindDialog: the dialogue, never nil
-	owner    string     // kindClaim: who claimed it
 	n        int        // kindDay, kindBudget: the count
 	notified bool       // kindDay: notifyLimit has been returned
 }
@@ -109,10 +127,11 @@ func NewMemory(opts MemoryOptions) (*Memory, error) {
 		opts.Now = time.Now
 	}
 	return &Memory{
-		now:   opts.Now,
-		max:   opts.MaxEntries,
-		m:     make(map[memKey]*memEntry),
-		bySub: make(map[itinerary.Pseudonym][]*memEntry),
+		now:    opts.Now,
+		max:    opts.MaxEntries,
+		m:      make(map[memKey]*memEntry),
+		bySub:  make(map[itinerary.Pseudonym][]*memEntry),
+		claims: make(map[[16]byte]claimRec),
 	}, nil
 }
 
@@ -132,7 +151,44 @@ func (m *Memory) lock() (time.Time, error) {
 			h = m.byTime[k]
 		}
 	}
+	for i, ns := 0, now.UnixNano(); i < sweepBatch && len(m.claimsByTime) > 0 && m.claimsByTime[0].expires <= ns; i++ {
+		m.dropFirstClaim()
+	}
 	return now, nil
+}
+
+// entries is how many entries are held.
+func (m *Memory) entries() int { return len(m.m) + len(m.claims) }
+
+// makeRoom drops entries until one more fits, in evictOrder.
+func (m *Memory) makeRoom() {
+	for m.entries() >= m.max {
+		for _, kind := range evictOrder {
+			if kind == kindClaim {
+				if len(m.claims) > 0 {
+					for !m.dropFirstClaim() {
+					}
+					break
+				}
+				continue
+			}
+			if h := m.byTime[kind]; len(h) > 0 {
+				m.remove(h[0])
+				break
+			}
+		}
+	}
+}
+
+// dropFirstClaim pops the soonest expiry and removes its claim, unless the
+// expiry was stale; it reports whether a claim went.
+func (m *Memory) dropFirstClaim() bool {
+	x := m.claimsByTime.pop()
+	if c, ok := m.claims[x.key]; ok && c.expires == x.expires {
+		delete(m.claims, x.key)
+		return true
+	}
+	return false
 }
 
 func expired(e *memEntry, now time.Time) bool { return !now.Before(e.expires) }
@@ -148,14 +204,7 @@ func (m *Memory) get(k memKey, now time.Time) *memEntry {
 }
 
 func (m *Memory) insert(k memKey, expires time.Time) *memEntry {
-	for len(m.m) >= m.max {
-		for _, kind := range evictOrder {
-			if h := m.byTime[kind]; len(h) > 0 {
-				m.remove(h[0])
-				break
-			}
-		}
-	}
+	m.makeRoom()
 	e := &memEntry{key: k, expires: expires}
 	m.m[k] = e
 	heap.Push(&m.byTime[k.kind], e)
@@ -202,16 +251,23 @@ func (m *Memory) Claim(ctx context.Context, key, owner string, ttl time.Duration
 	if err := checkClaim(key, owner, ttl); err != nil {
 		return false, err
 	}
-	k := memKey{kind: kindClaim, id: claimHash(key)}
+	k, o := claimHash(key), claimHash(owner)
 	now, err := m.lock()
 	if err != nil {
 		return false, err
 	}
 	defer m.mu.Unlock()
-	if e := m.get(k, now); e != nil {
-		return e.owner == owner, nil
+	ns := now.UnixNano()
+	if c, ok := m.claims[k]; ok {
+		if ns < c.expires {
+			return c.owner == o, nil
+		}
+		delete(m.claims, k) // its expiry, now stale, is skipped later
 	}
-	m.insert(k, now.Add(ttl)).owner = owner
+	m.makeRoom()
+	exp := now.Add(ttl).UnixNano()
+	m.claims[k] = claimRec{owner: o, expires: exp}
+	m.claimsByTime.push(claimExpiry{expires: exp, key: k})
 	return true, nil
 }
 
@@ -352,6 +408,7 @@ func (m *Memory) Close() error {
 	defer m.mu.Unlock()
 	m.closed = true
 	m.m, m.byTime, m.bySub = nil, [kindCount]expiryHeap{}, nil
+	m.claims, m.claimsByTime = nil, nil
 	return nil
 }
 
@@ -383,4 +440,53 @@ func (h *expiryHeap) Pop() any {
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
 	return e
+}
+
+// claimExpiry is a claim's place in claimsByTime.
+type claimExpiry struct {
+	expires int64 // Unix nanoseconds
+	key     [16]byte
+}
+
+// claimHeap is a binary min-heap of claim expiries. It is written out
+// rather than used through container/heap, whose interface would box
+// (allocate) every value pushed and popped.
+type claimHeap []claimExpiry
+
+func (h *claimHeap) push(x claimExpiry) {
+	*h = append(*h, x)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if s[p].expires <= s[i].expires {
+			break
+		}
+		s[p], s[i] = s[i], s[p]
+		i = p
+	}
+}
+
+// pop removes and returns the soonest expiry; h must not be empty.
+func (h *claimHeap) pop() claimExpiry {
+	s := *h
+	top := s[0]
+	n := len(s) - 1
+	s[0] = s[n]
+	s = s[:n]
+	for i := 0; ; {
+		l, small := 2*i+1, i
+		if l < n && s[l].expires < s[small].expires {
+			small = l
+		}
+		if r := l + 1; r < n && s[r].expires < s[small].expires {
+			small = r
+		}
+		if small == i {
+			break
+		}
+		s[i], s[small] = s[small], s[i]
+		i = small
+	}
+	*h = s
+	return top
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
 	"testing"
 	"time"
@@ -29,6 +30,23 @@ func checkMemory(t *testing.T, m *Memory) {
 	}
 	if inHeaps != len(m.m) {
 		t.Fatalf("%d entries in the heaps, %d in the map", inHeaps, len(m.m))
+	}
+	if len(m.byTime[kindClaim]) != 0 {
+		t.Fatal("a claim among the pointer entries")
+	}
+	// Every claim has its expiry in claimsByTime; the rest there are
+	// stale.
+	h, live := m.claimsByTime, 0
+	for i, x := range h {
+		if i > 0 && x.expires < h[(i-1)/2].expires {
+			t.Fatalf("claim heap order broken at %d", i)
+		}
+		if c, ok := m.claims[x.key]; ok && c.expires == x.expires {
+			live++
+		}
+	}
+	if live != len(m.claims) {
+		t.Fatalf("%d claims, %d with their expiry in the heap", len(m.claims), live)
 	}
 	n := 0
 	for sub, list := range m.bySub {
@@ -67,7 +85,7 @@ func TestMemoryBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkMemory(t, m)
-		if n := len(m.m); n > 4 {
+		if n := m.entries(); n > 4 {
 			t.Fatalf("%d entries held, MaxEntries 4", n)
 		}
 	}
@@ -109,11 +127,11 @@ func TestMemorySweep(t *testing.T) {
 	}
 	clk.Advance(2 * time.Minute)
 	// Each call sweeps a batch of the expired claims, and no more.
-	before := len(m.m)
+	before := m.entries()
 	if _, err := m.Dialog(ctx, randomSub(t)); err != nil {
 		t.Fatal(err)
 	}
-	if swept := before - len(m.m); swept != sweepBatch {
+	if swept := before - m.entries(); swept != sweepBatch {
 		t.Errorf("one call swept %d entries, want %d", swept, sweepBatch)
 	}
 	for range 5 {
@@ -122,7 +140,7 @@ func TestMemorySweep(t *testing.T) {
 		}
 	}
 	// Left: the day counters (48 h) and the dialogue.
-	if n, want := len(m.m), 3*sweepBatch+1; n != want {
+	if n, want := m.entries(), 3*sweepBatch+1; n != want {
 		t.Errorf("%d entries after the sweep, want %d", n, want)
 	}
 	checkMemory(t, m)
@@ -132,7 +150,7 @@ func TestMemorySweep(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(m.m); n != 0 {
+	if n := m.entries(); n != 0 {
 		t.Errorf("%d entries after everything expired, want 0", n)
 	}
 	checkMemory(t, m)
@@ -158,7 +176,7 @@ func TestMemoryForgetIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkMemory(t, m)
-	if n := len(m.m); n != 1 {
+	if n := m.entries(); n != 1 {
 		t.Errorf("%d entries after Forget, want the other subscriber's 1", n)
 	}
 }
@@ -195,8 +213,8 @@ func TestMemoryEntrySize(t *testing.T) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	if len(m.m) != n {
-		t.Fatalf("%d entries, want %d", len(m.m), n)
+	if m.entries() != n {
+		t.Fatalf("%d entries, want %d", m.entries(), n)
 	}
 	perEntry := (after.HeapAlloc - before.HeapAlloc) / n
 	t.Logf("%d entries hold %d bytes each", n, perEntry)
@@ -238,7 +256,73 @@ func TestMemoryEvictsCountersFirst(t *testing.T) {
 		}
 	}
 	checkMemory(t, m)
-	if n := len(m.m); n > 100 {
+	if n := m.entries(); n > 100 {
 		t.Errorf("%d entries held, MaxEntries 100", n)
+	}
+}
+
+// Claims must stay out of the garbage collector's sight (see Memory): no
+// pointer in what holds them.
+func TestClaimsHoldNoPointers(t *testing.T) {
+	for _, typ := range []reflect.Type{reflect.TypeFor[claimRec](), reflect.TypeFor[claimExpiry](), reflect.TypeFor[[16]byte]()} {
+		if hasPointers(typ) {
+			t.Errorf("%v holds a pointer", typ)
+		}
+	}
+}
+
+func hasPointers(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return false
+	case reflect.Array:
+		return t.Len() > 0 && hasPointers(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if hasPointers(t.Field(i).Type) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// Claims taken again after they expired leave stale expiries behind;
+// those are skipped, and the claims that replaced them are dropped at
+// their own expiry.
+func TestMemoryClaimRetakenAfterExpiry(t *testing.T) {
+	clk := newClock()
+	m := mustMemory(t, MemoryOptions{Now: clk.Now})
+	if ok, err := m.Claim(ctx, "k", "job-1", time.Minute); err != nil || !ok {
+		t.Fatalf("first claim: %t %v", ok, err)
+	}
+	clk.Advance(time.Minute)
+	if ok, err := m.Claim(ctx, "k", "job-2", time.Hour); err != nil || !ok {
+		t.Fatalf("claim after expiry: %t %v", ok, err)
+	}
+	checkMemory(t, m)
+	clk.Advance(30 * time.Minute)
+	if _, err := m.Dialog(ctx, randomSub(t)); err != nil { // sweeps the stale expiry
+		t.Fatal(err)
+	}
+	checkMemory(t, m)
+	if ok, err := m.Claim(ctx, "k", "job-3", time.Hour); err != nil || ok {
+		t.Errorf("job-2's claim was dropped with job-1's stale expiry: %t %v", ok, err)
+	}
+	if ok, err := m.Claim(ctx, "k", "job-2", time.Hour); err != nil || !ok {
+		t.Errorf("job-2 lost its own claim: %t %v", ok, err)
+	}
+	clk.Advance(time.Hour)
+	if _, err := m.Dialog(ctx, randomSub(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.entries(); n != 0 {
+		t.Errorf("%d entries after every claim expired, want 0", n)
+	}
+	if n := len(m.claimsByTime); n != 0 {
+		t.Errorf("%d expiries left, want 0", n)
 	}
 }
