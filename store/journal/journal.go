@@ -53,8 +53,8 @@ import (
 
 // Options configure a Journal. Every field's zero value selects its default.
 type Options struct {
-	// MinSyncInterval is the least time between two fsyncs: writes that
-	// come meanwhile share the next one. Default 0: the next fsync starts
+	// MinSyncInterval is the least time between the starts of two
+	// fsyncs: writes that come meanwhile share the next one. Default 0: the next fsync starts
 	// when the last one is done (writes that come during an fsync share the
 	// next one anyway).
 	MinSyncInterval time.Duration
@@ -388,8 +388,8 @@ func (j *Journal) syncer() {
 				_, err = f.Write(buf)
 			}
 			if err == nil && sync && (len(buf) > 0 || unsynced) {
+				last = time.Now() // the interval runs from one start to the next
 				err = fdatasync(f)
-				last = time.Now()
 			}
 		}
 
