@@ -23,8 +23,8 @@
 // as puts, synced, and every older segment is removed: the disk holds about
 // one segment, whatever the traffic. The removal runs on a goroutine of its
 // own: unlinking a full segment took 13-16 ms here (ext4 freeing 16 MiB),
-// and every MO waiting for the next fsync waited for it too. Open does the same after replaying, so
-// a segment torn by a crash is never appended to.
+// and every MO waiting for the next fsync waited for it too. Open does the
+// same after replaying, so a segment torn by a crash is never appended to.
 //
 // # What a crash keeps
 //
@@ -54,9 +54,9 @@ import (
 // Options configure a Journal. Every field's zero value selects its default.
 type Options struct {
 	// MinSyncInterval is the least time between the starts of two
-	// fsyncs: writes that come meanwhile share the next one. Default 0: the next fsync starts
-	// when the last one is done (writes that come during an fsync share the
-	// next one anyway).
+	// fsyncs: writes that come meanwhile share the next one. Default 0:
+	// the next fsync starts when the last one is done (writes that come
+	// during an fsync share the next one anyway).
 	MinSyncInterval time.Duration
 	// SegmentSize is the size past which the newest segment is replaced by a
 	// new one that starts with the live jobs. Default 16 MiB.
@@ -508,8 +508,9 @@ func createSegment(dir string, n uint64, b []byte) (*os.File, error) {
 // stops at the first it cannot. What is left is a run of the newest before
 // segment n, and every delete is written in the segment of its put or a
 // newer one, so replaying them before segment n (which holds every live
-// job) brings back no finished job. For the same reason the removals are
-// not synced: one a crash undoes leaves such a run.
+// job) brings back no finished job. Each removal is synced before the next,
+// so that a crash, whatever the file system keeps of them, leaves such a run
+// too (a run with a hole could lose the deletes of the missing segment).
 func removeBelow(dir string, n uint64, remove func(string) error) error {
 	segs, err := segments(dir)
 	if err != nil {
@@ -520,6 +521,9 @@ func removeBelow(dir string, n uint64, remove func(string) error) error {
 			break
 		}
 		if err := remove(filepath.Join(dir, segmentName(s))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := syncDir(dir); err != nil {
 			return err
 		}
 	}
