@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,9 @@ func TestBenchCompare(t *testing.T) {
 	}
 	if res.SMS == nil || res.SMS.Gateway.Queries == 0 || res.SMS.Echo.Queries == 0 || res.SMS.GoSMPP == nil || res.SMS.GoSMPP.Handled == 0 {
 		t.Fatalf("sms: %+v", res.SMS)
+	}
+	if runtime.GOOS == "linux" && (res.SMS.Gateway.CPUCores <= 0 || res.SMS.Echo.CPUCores <= 0 || res.SMS.GoSMPP.CPUCores <= 0) {
+		t.Errorf("sms: CPU not measured: gateway %v, echo %v, go-smpp %v cores", res.SMS.Gateway.CPUCores, res.SMS.Echo.CPUCores, res.SMS.GoSMPP.CPUCores)
 	}
 	for _, want := range []string{"gave the same itinerary on every backend", "30-day lookups/s", "postgresql", "go-smpp", "gateway/go-smpp"} {
 		if !strings.Contains(stdout, want) {

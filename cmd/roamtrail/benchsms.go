@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -91,6 +92,12 @@ type smsSide struct {
 	// Lost counts MOs the SMSC delivered (deliver_sm_resp OK) whose reply
 	// did not come within the wait.
 	Lost int64 `json:"lost,omitempty"`
+	// CPUCores is the CPU time spent during the phase over its length:
+	// the bench's process (simulator, load generator, and the gateway or
+	// our echo, which run in it), plus the go-smpp echo's own process.
+	// Under 2 on this machine's 2 cores, the side waited on something
+	// other than the CPU. 0 where /proc cannot be read.
+	CPUCores float64 `json:"cpu_cores,omitempty"`
 }
 
 type smsBenchResult struct {
@@ -118,17 +125,17 @@ func (r *smsBenchResult) table() string {
 	fmt.Fprintf(&b, "roamtrail bench sms: loopback, %.0fs per phase and side; window %d, workers %d, mo-concurrency %d\n", r.Seconds, r.Window, r.Workers, r.Handlers)
 	fmt.Fprintf(&b, "  %d subscribers texting at once (closed loop, saturation):\n", r.Concurrency)
 	row := func(name string, s smsSide) {
-		fmt.Fprintf(&b, "    %-8s %8d %12.0f %11.2f ms %11.2f ms %7d", name, s.Queries, s.QueriesPerSec, s.P50ms, s.P99ms, s.Errors)
+		fmt.Fprintf(&b, "    %-8s %8d %12.0f %11.2f ms %11.2f ms %7d %6.2f", name, s.Queries, s.QueriesPerSec, s.P50ms, s.P99ms, s.Errors, s.CPUCores)
 		if s.Skipped > 0 {
 			fmt.Fprintf(&b, "  (%d fell behind)", s.Skipped)
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "    %-8s %8s %12s %14s %14s %7s\n", "", "queries", "queries/s", "MO->reply p50", "MO->reply p99", "errors")
+	fmt.Fprintf(&b, "    %-8s %8s %12s %14s %14s %7s %6s\n", "", "queries", "queries/s", "MO->reply p50", "MO->reply p99", "errors", "cores")
 	row("gateway", r.Gateway)
 	row("echo", r.Echo)
 	if g := r.GoSMPP; g != nil {
-		fmt.Fprintf(&b, "    %-8s %8d %12.0f %11.2f ms %11.2f ms %7d  (go-smpp Transceiver)\n", "go-smpp", g.Queries, g.QueriesPerSec, g.P50ms, g.P99ms, g.Errors)
+		fmt.Fprintf(&b, "    %-8s %8d %12.0f %11.2f ms %11.2f ms %7d %6.2f  (go-smpp Transceiver)\n", "go-smpp", g.Queries, g.QueriesPerSec, g.P50ms, g.P99ms, g.Errors, g.CPUCores)
 	}
 	fmt.Fprintf(&b, "    gateway/echo: %.2f (a query is two MOs and two replies: request, prompt, Y, itinerary)\n", r.Ratio)
 	if g := r.GoSMPP; g != nil {
@@ -297,8 +304,9 @@ const driveWait = 30 * time.Second
 
 // drive runs one goroutine per number; each sends the script's MOs in turn,
 // waiting up to wait for each to be delivered and answered, until d passes.
-// A completed script is one query.
-func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, script []string, d, wait time.Duration) smsSide {
+// A completed script is one query. The CPU of the processes pids (an ESME
+// run apart) counts with this one's.
+func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, script []string, d, wait time.Duration, pids ...int) smsSide {
 	var (
 		queries, errs, lost atomic.Int64
 		lastDone            atomic.Int64 // since start, of the last query completed
@@ -307,6 +315,7 @@ func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, scr
 		wg                  sync.WaitGroup
 	)
 	deadline := time.Now().Add(d)
+	cpu := startCPU(pids)
 	start := time.Now()
 	for _, num := range numbers {
 		ch := router.register(num)
@@ -362,7 +371,7 @@ func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, scr
 	if took == 0 {
 		took = time.Since(start)
 	}
-	s := smsSide{Queries: queries.Load(), Errors: errs.Load(), Lost: lost.Load(), QueriesPerSec: float64(queries.Load()) / took.Seconds()}
+	s := smsSide{Queries: queries.Load(), Errors: errs.Load(), Lost: lost.Load(), QueriesPerSec: float64(queries.Load()) / took.Seconds(), CPUCores: cpu.cores(took)}
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1e3 }
@@ -420,6 +429,7 @@ func driveRate(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers,
 		lat = append(lat, mine...)
 		mu.Unlock()
 	}
+	cpu := startCPU(nil)
 	start := time.Now()
 	interval := time.Duration(float64(time.Second) / rate)
 	for k := 0; ctx.Err() == nil; k++ {
@@ -439,7 +449,7 @@ func driveRate(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers,
 	}
 	wg.Wait()
 	took := time.Since(start)
-	s := smsSide{Queries: queries.Load(), Errors: errs.Load(), Skipped: skipped.Load(), QueriesPerSec: float64(queries.Load()) / took.Seconds()}
+	s := smsSide{Queries: queries.Load(), Errors: errs.Load(), Skipped: skipped.Load(), QueriesPerSec: float64(queries.Load()) / took.Seconds(), CPUCores: cpu.cores(took)}
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1e3 }
@@ -452,4 +462,35 @@ func driveRate(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers,
 // commands that run it (bench compare).
 func smsBenchDefaults() smsBenchConfig {
 	return smsBenchConfig{subscribers: 10_000, concurrency: 200, duration: 10 * time.Second, window: 10, workers: 64, handlers: 256}
+}
+
+// cpuMeter is the CPU time of this process and of pids since it started.
+type cpuMeter struct {
+	pids  []int
+	spent float64 // seconds at start
+}
+
+func startCPU(pids []int) cpuMeter {
+	m := cpuMeter{pids: append([]int{os.Getpid()}, pids...)}
+	m.spent = m.read()
+	return m
+}
+
+func (m cpuMeter) read() float64 {
+	var sum float64
+	for _, pid := range m.pids {
+		sum += cpuSeconds(pid) // NaN off Linux
+	}
+	return sum
+}
+
+// cores is the CPU time spent since start over took, the phase's length
+// (which leaves out a wait for late replies at its end), in cores, to 0.01
+// (/proc counts in ticks of 10 ms); 0 when /proc cannot be read.
+func (m cpuMeter) cores(took time.Duration) float64 {
+	c := (m.read() - m.spent) / took.Seconds()
+	if math.IsNaN(c) || math.IsInf(c, 0) || c < 0 {
+		return 0
+	}
+	return math.Round(c*100) / 100
 }
