@@ -199,32 +199,20 @@ func TestLeftoverSegmentBringsNothingBack(t *testing.T) {
 func TestRotationBoundsTheDisk(t *testing.T) {
 	dir := t.TempDir()
 	j := open(t, dir, Options{SegmentSize: 4 << 10})
-	live := map[string]string{}
-	value := make([]byte, 100)
-	for i := range 3000 {
-		id := fmt.Sprintf("job%05d", i)
-		if err := j.PutJob(ctx, []byte(id), value); err != nil {
-			t.Fatal(err)
+	live := churn(t, j, 3000, func(i int) {
+		if i%500 != 0 {
+			return
 		}
-		live[id] = string(value)
-		if i%10 != 0 { // one job in ten stays queued
-			if err := j.DeleteJob(ctx, []byte(id)); err != nil {
-				t.Fatal(err)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			s := segs(t, dir)
+			if len(s) <= 2 {
+				break
 			}
-			delete(live, id)
-		}
-		if i%500 == 0 {
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-				s := segs(t, dir)
-				if len(s) <= 2 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("after %d jobs: %d segments", i, len(s))
-				}
+			if time.Now().After(deadline) {
+				t.Fatalf("after %d jobs: %d segments", i, len(s))
 			}
 		}
-	}
+	})
 	first := segs(t, dir)[0]
 	if first < 10 {
 		t.Fatalf("only %d rotations for 3000 jobs in 4 KiB segments", first)
@@ -236,24 +224,20 @@ func TestRotationBoundsTheDisk(t *testing.T) {
 		t.Fatalf("%d jobs after reopen, want %d", n, len(live))
 	}
 	for _, line := range contents(t, j) {
-		id, _, _ := cutEq(line)
-		if _, ok := live[id]; !ok {
+		if id, _, _ := cutEq(line); !live[id] {
 			t.Fatalf("job %s came back", id)
 		}
 	}
 }
 
-// Segments a rotation left behind (a removal that failed, or that a crash
-// undid: removals are not synced) bring back no finished job when they are
-// replayed before the newer ones: a rotation writes the records it took
-// into the new segment after the live jobs, deletes included.
-func TestLeftoverSegmentsBringNothingBack(t *testing.T) {
-	dir := t.TempDir()
-	j := open(t, dir, Options{SegmentSize: 4 << 10})
-	j.removeFile = func(string) error { return errors.New("refused") }
+// churn puts n jobs of 100 bytes and deletes each right after its put but
+// one in ten, which stays queued; each, if not nil, is called after job i.
+// It returns the ids left queued.
+func churn(t *testing.T, j *Journal, n int, each func(i int)) map[string]bool {
+	t.Helper()
 	live := map[string]bool{}
 	value := make([]byte, 100)
-	for i := range 3000 {
+	for i := range n {
 		id := fmt.Sprintf("job%05d", i)
 		if err := j.PutJob(ctx, []byte(id), value); err != nil {
 			t.Fatal(err)
@@ -265,7 +249,22 @@ func TestLeftoverSegmentsBringNothingBack(t *testing.T) {
 			}
 			delete(live, id)
 		}
+		if each != nil {
+			each(i)
+		}
 	}
+	return live
+}
+
+// Segments a rotation left behind (a removal that failed, or one a crash
+// undid) bring back no finished job when they are replayed before the
+// newer ones: a rotation writes the records it took into the new segment
+// after the live jobs, deletes included.
+func TestLeftoverSegmentsBringNothingBack(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, Options{SegmentSize: 4 << 10})
+	j.removeFile = func(string) error { return errors.New("refused") }
+	live := churn(t, j, 3000, nil)
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
