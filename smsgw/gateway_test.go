@@ -163,6 +163,13 @@ type sink struct {
 	lose int // replies to lose with an unknown outcome
 }
 
+// sent is a copy of the messages submitted so far.
+func (s *sink) sent() []*smpp.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.msgs)
+}
+
 func (s *sink) SubmitParts(_ context.Context, m *smpp.Message) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -283,9 +290,7 @@ func (tg *testGateway) handle(from, text string) smpp.Status {
 // before its queue was empty again.
 func (tg *testGateway) send(from, text string) []string {
 	tg.t.Helper()
-	tg.sink.mu.Lock()
-	mark := len(tg.sink.msgs)
-	tg.sink.mu.Unlock()
+	mark := len(tg.sink.sent())
 	if st := tg.handle(from, text); st != smpp.StatusOK {
 		tg.t.Fatalf("Handle(%q) = %v", text, st)
 	}
@@ -391,18 +396,14 @@ func TestAccessLogFailureSendsNothing(t *testing.T) {
 	tg.handle(alice, "Y")
 	// The job retries every 20 ms while the log fails: nothing goes out.
 	time.Sleep(300 * time.Millisecond)
-	tg.sink.mu.Lock()
-	n := len(tg.sink.msgs)
-	tg.sink.mu.Unlock()
+	n := len(tg.sink.sent())
 	if n != 1 {
 		t.Fatalf("%d messages with the access log failing, want only the prompt", n)
 	}
 	// Once the log takes the entry, the itinerary goes, once.
 	tg.log.fail.Store(false)
 	tg.waitIdle()
-	tg.sink.mu.Lock()
-	msgs := tg.sink.msgs
-	tg.sink.mu.Unlock()
+	msgs := tg.sink.sent()
 	if len(msgs) != 2 || !strings.Contains(msgs[1].Text, "Beijing") {
 		t.Fatalf("after the log recovered: %d messages, last %q", len(msgs), msgs[len(msgs)-1].Text)
 	}
@@ -441,9 +442,7 @@ func TestUnsyncedEntryIsWrittenAgainAfterARestart(t *testing.T) {
 	if len(es) != 2 || es[1].Action != audit.ActSelfQuery || es[1].Window != 30 || es[1].Detail != "written again after a restart" || es[1].Subject != es[0].Subject {
 		t.Fatalf("entries after the restart %+v, want the self-query written again", es)
 	}
-	tg.sink.mu.Lock()
-	sent := len(tg.sink.msgs)
-	tg.sink.mu.Unlock()
+	sent := len(tg.sink.sent())
 	if sent != 2 {
 		t.Errorf("%d messages after the restart, want the prompt and one itinerary", sent)
 	}
@@ -534,9 +533,7 @@ func TestOptOutDoesNotWaitForTheLog(t *testing.T) {
 	if c, _ := tg.consent.Consent(context.Background(), subOf(t, alice)); !c.Out() {
 		t.Errorf("not opted out while the access log fails")
 	}
-	tg.sink.mu.Lock()
-	n := len(tg.sink.msgs)
-	tg.sink.mu.Unlock()
+	n := len(tg.sink.sent())
 	if n != 0 {
 		t.Errorf("the opt-out was confirmed before it was logged")
 	}
@@ -643,9 +640,7 @@ func TestWorkWaitsForTheResp(t *testing.T) {
 		t.Fatalf("Handle = %v, Answered set: %v", st, d.Answered != nil)
 	}
 	time.Sleep(100 * time.Millisecond)
-	tg.sink.mu.Lock()
-	n := len(tg.sink.msgs)
-	tg.sink.mu.Unlock()
+	n := len(tg.sink.sent())
 	if n != 0 {
 		t.Fatalf("%d replies before the resp was written", n)
 	}
