@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -41,6 +42,7 @@ func (e *env) benchSMSCommand() *cli.Command {
 			&cli.IntFlag{Name: "mo-concurrency", Value: 64, Usage: "MOs taken at once (serve --mo-concurrency)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the gateway side to this file"},
+			procsFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			log, err := e.logger(c)
@@ -106,9 +108,12 @@ type smsBenchResult struct {
 	Window      int     `json:"window"`
 	Workers     int     `json:"workers"`
 	Handlers    int     `json:"mo_concurrency"`
-	Gateway     smsSide `json:"gateway"`
-	Echo        smsSide `json:"echo"`
-	Ratio       float64 `json:"ratio"`
+	// Procs is GOMAXPROCS while both sides ran (serve's --procs; the
+	// echo runs in the same process).
+	Procs   int     `json:"procs"`
+	Gateway smsSide `json:"gateway"`
+	Echo    smsSide `json:"echo"`
+	Ratio   float64 `json:"ratio"`
 	// At a fixed offered rate (open loop): latency at a stated load,
 	// which a closed loop at saturation cannot show (there latency is
 	// just concurrency over throughput).
@@ -122,7 +127,7 @@ type smsBenchResult struct {
 
 func (r *smsBenchResult) table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "roamtrail bench sms: loopback, %.0fs per phase and side; window %d, workers %d, mo-concurrency %d\n", r.Seconds, r.Window, r.Workers, r.Handlers)
+	fmt.Fprintf(&b, "roamtrail bench sms: loopback, %.0fs per phase and side; window %d, workers %d, mo-concurrency %d, GOMAXPROCS %d\n", r.Seconds, r.Window, r.Workers, r.Handlers, r.Procs)
 	fmt.Fprintf(&b, "  %d subscribers texting at once (closed loop, saturation):\n", r.Concurrency)
 	row := func(name string, s smsSide) {
 		fmt.Fprintf(&b, "    %-8s %8d %12.0f %11.2f ms %11.2f ms %7d %6.2f", name, s.Queries, s.QueriesPerSec, s.P50ms, s.P99ms, s.Errors, s.CPUCores)
@@ -231,7 +236,7 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 	for i := range everyone {
 		everyone[i] = "86" + strconv.FormatUint(fixtures.DefaultFirstNumber+uint64(i), 10)
 	}
-	res := &smsBenchResult{Concurrency: cfg.concurrency, Seconds: cfg.duration.Seconds(), Window: cfg.window, Workers: cfg.workers, Handlers: cfg.handlers, Rate: cfg.rate}
+	res := &smsBenchResult{Concurrency: cfg.concurrency, Seconds: cfg.duration.Seconds(), Window: cfg.window, Workers: cfg.workers, Handlers: cfg.handlers, Rate: cfg.rate, Procs: runtime.GOMAXPROCS(0)}
 	fmt.Fprintf(e.stderr, "bench sms: driving the gateway for %s...\n", cfg.duration)
 	if path := c.String("cpuprofile"); path != "" {
 		f, err := os.Create(path)

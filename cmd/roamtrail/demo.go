@@ -32,6 +32,7 @@ func (e *env) demoCommand() *cli.Command {
 			&cli.IntFlag{Name: "subscribers", Value: 2000, Usage: "size of the generated population (numbers from 13800138000)"},
 			&cli.StringFlag{Name: "phone", Value: "13800138000", Usage: "the console's first sender"},
 			&cli.StringFlag{Name: "short-code", Value: "10086", Usage: "the service number"},
+			procsFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			log, err := e.logger(c)

@@ -73,6 +73,7 @@ func gatewayFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "response-timeout", Hidden: true, Usage: "how long a submit_sm may wait for its resp before its outcome is unknown (0: 30s)"},
 		&cli.BoolFlag{Name: "resend-lost", Usage: "with --bind trx: send a reply again when the link died under it and the SMSC then redelivers its MO (no lost reply, but a duplicate if the SMSC redelivers for a late resp)"},
 		auditKeyFlag(),
+		procsFlag(),
 	}
 	for _, f := range storeFlags() {
 		fs = append(fs, f)
@@ -256,6 +257,9 @@ func (e *env) startStack(c *cli.Context, log zerolog.Logger, cfg gatewayConfig) 
 			st.stop(context.Background())
 		}
 	}()
+	if err := setProcs(c.Int("procs")); err != nil {
+		return nil, err
+	}
 	if st.svc, err = e.openServices(c, log); err != nil {
 		return nil, err
 	}
