@@ -44,13 +44,18 @@ func (l logDir) Last(ctx context.Context, subject string, n int) ([]audit.Entry,
 }
 
 // flakyLog fails every Append and Write while fail is set, and every
-// Synced while failSync is.
+// Synced while failSync is; while hold is set, Synced waits for it to be
+// closed.
 type flakyLog struct {
 	AccessLog
 	fail, failSync atomic.Bool
+	hold           atomic.Pointer[chan struct{}]
 }
 
 func (f *flakyLog) Synced(ctx context.Context, seq uint64) error {
+	if h := f.hold.Load(); h != nil {
+		<-*h
+	}
 	if f.failSync.Load() {
 		return errors.New("fsync failed")
 	}
@@ -409,6 +414,49 @@ func TestAccessLogFailureSendsNothing(t *testing.T) {
 	}
 	if es := tg.entries(); len(es) != 1 || es[0].Action != audit.ActSelfQuery {
 		t.Errorf("entries %+v, want one self-query", es)
+	}
+}
+
+// The fsync of a Y's entry holds its stored job, not a worker: with one
+// worker, the next subscriber is answered while it runs, and Shutdown
+// waits for it.
+func TestEntrysFsyncHoldsNoWorker(t *testing.T) {
+	tg := newTestGateway(t, Options{Workers: 1})
+	tg.expect(alice, "TRIP", promptText(15, itinerary.English, 10))
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release) // first: a failure must not leave the gateway stuck
+	tg.log.hold.Store(&hold)
+	waitSent := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); len(tg.sink.sent()) < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d messages sent, want %d", len(tg.sink.sent()), n)
+			}
+		}
+	}
+	tg.handle(alice, "Y")
+	waitSent(2) // the itinerary goes while the entry's fsync is held
+	tg.handle(bob, "TRIP")
+	waitSent(3)
+	if msgs := tg.sink.sent(); msgs[2].Text != promptText(15, itinerary.English, 10) {
+		t.Fatalf("bob got %q, want the prompt", msgs[2].Text)
+	}
+	if left := tg.jobs.len(); left != 1 {
+		t.Fatalf("%d jobs stored while the entry's fsync is held, want the Y's", left)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := tg.g.Shutdown(ctx); err == nil {
+		t.Fatal("Shutdown returned while a job awaited its entry's fsync")
+	}
+	release()
+	if err := tg.g.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if left := tg.jobs.len(); left != 0 {
+		t.Fatalf("%d jobs stored after the fsync and Shutdown, want none", left)
 	}
 }
 

@@ -15,7 +15,7 @@ type metrics struct {
 	lookup      prometheus.Histogram     // itinerary lookup latency
 	endToEnd    *prometheus.HistogramVec // MO received to reply accepted, by command
 	audit       prometheus.Histogram     // access-log append latency (an fsync, or only the write)
-	auditSync   prometheus.Histogram     // wait, after the reply, for the fsync of an entry written without one
+	auditSync   prometheus.Histogram     // the finisher's wait for the fsync of entries written without one
 	auditFailed prometheus.Counter       // access-log writes that failed: nothing was sent
 }
 
@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lookup:      prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roamtrail_lookup_seconds", Help: "Itinerary lookup latency.", Buckets: prometheus.ExponentialBuckets(1e-6, 2, 20)}),
 		endToEnd:    prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "roamtrail_mo_to_reply_seconds", Help: "From MO received to reply accepted by the SMSC.", Buckets: buckets}, []string{"command"}),
 		audit:       prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roamtrail_access_log_append_seconds", Help: "Access-log append latency.", Buckets: prometheus.ExponentialBuckets(1e-5, 2, 20)}),
-		auditSync:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roamtrail_access_log_sync_wait_seconds", Help: "Wait after a reply for the fsync of its access-log entry, written before the reply without waiting for it.", Buckets: prometheus.ExponentialBuckets(1e-5, 2, 20)}),
+		auditSync:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roamtrail_access_log_sync_wait_seconds", Help: "Wait for the fsync of access-log entries written, unsynced, before their replies; one observation per batch of finished jobs sharing that fsync.", Buckets: prometheus.ExponentialBuckets(1e-5, 2, 20)}),
 		auditFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "roamtrail_access_log_failures_total", Help: "Access-log writes or fsyncs that failed; an entry whose write failed was not sent, one whose fsync failed is written again at the next start."}),
 	}
 	if reg != nil {
