@@ -34,12 +34,12 @@
 // (job.Intent, stored before the MO was acknowledged): the job stays queued
 // until the fsync is done (one goroutine, the finisher, waits for it on
 // behalf of every such job, not the worker), and one resumed after a crash
-// writes its entry again (see AccessLog). An opt-in is logged before it takes effect;
-// an opt-out takes effect first (withdrawing consent must not wait on the
-// log) and is logged before it is confirmed. JL (ACCESS, LOG) lists the
-// newest lookups of the subscriber's data from the log: when, and whether by
-// the subscriber or by staff (never which operator), hiding anything from
-// before the number last changed hands. JL counts against the daily limit
+// writes its entry again (see AccessLog). An opt-in is logged before it
+// takes effect; an opt-out takes effect first (withdrawing consent must not
+// wait on the log) and is logged before it is confirmed. JL (ACCESS, LOG)
+// lists the newest lookups of the subscriber's data from the log: when, and
+// whether by the subscriber or by staff (never which operator), hiding
+// anything from before the number last changed hands. JL counts against the daily limit
 // like a request: the log search is the dearest thing a subscriber can ask
 // for.
 //
