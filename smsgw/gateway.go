@@ -51,6 +51,7 @@ package smsgw
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -237,6 +238,8 @@ type Gateway struct {
 	running atomic.Bool
 
 	stateDownUntil atomic.Int64 // unix nanos: refuse MOs while the state store is failing
+
+	subLocks [subLockStripes]sync.Mutex // see step
 
 	// Jobs whose access-log entry awaits its fsync, for the finisher.
 	finMu     sync.Mutex
@@ -714,8 +717,25 @@ func (g *Gateway) stateErr(err error) error {
 	return retryable{err}
 }
 
+// subLockStripes is how many locks serialize subscribers' steps: a
+// subscriber's jobs share one, and with 64 workers two others share one
+// rarely (32 KiB).
+const subLockStripes = 4096
+
 // step does the job's work up to its reply.
+//
+// One subscriber's jobs take their steps one at a time. A step reads the
+// dialogue, decides, and changes it; two interleaved could each decide on
+// what the other is about to change. The kill -9 loop caught it: a request
+// resumed after a kill read the dialogue, the subscriber's next request
+// made itself pending, then the resumed one replaced it; the subscriber's Y
+// was taken for a redelivery of their last Y (its claim is keyed on the
+// pending request's token) and never answered. The lock is per process:
+// instances sharing Redis are not serialized against each other.
 func (g *Gateway) step(ctx context.Context, j *job) error {
+	mu := &g.subLocks[binary.BigEndian.Uint16(j.Sub[:2])%subLockStripes]
+	mu.Lock()
+	defer mu.Unlock()
 	st := g.deps.State
 	if j.resumed && j.Intent != nil && !j.rewritten {
 		// The last run may have sent this Y's itinerary before the fsync

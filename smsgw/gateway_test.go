@@ -120,14 +120,21 @@ func (f *fakeItineraries) LookupSplit(ctx context.Context, sub itinerary.Pseudon
 
 // memJobs is the durable queue in memory.
 type memJobs struct {
-	mu sync.Mutex
-	m  map[string][]byte
+	mu    sync.Mutex
+	m     map[string][]byte
+	first map[string][]byte // each job as first put: what a crash right after its resp would leave
 }
 
 func (q *memJobs) PutJob(_ context.Context, id, v []byte) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.m[string(id)] = slices.Clone(v)
+	if q.first == nil {
+		q.first = map[string][]byte{}
+	}
+	if _, ok := q.first[string(id)]; !ok {
+		q.first[string(id)] = slices.Clone(v)
+	}
 	return nil
 }
 
@@ -414,6 +421,63 @@ func TestAccessLogFailureSendsNothing(t *testing.T) {
 	}
 	if es := tg.entries(); len(es) != 1 || es[0].Action != audit.ActSelfQuery {
 		t.Errorf("entries %+v, want one self-query", es)
+	}
+}
+
+// staleDialog hands the first Dialog read after armed is set back late,
+// once the rest of the gateway had 200 ms to change the dialogue.
+type staleDialog struct {
+	State
+	armed   atomic.Bool
+	stalled chan struct{}
+}
+
+func (s *staleDialog) Dialog(ctx context.Context, sub itinerary.Pseudonym) (state.Dialog, error) {
+	d, err := s.State.Dialog(ctx, sub)
+	if s.armed.CompareAndSwap(true, false) {
+		close(s.stalled)
+		time.Sleep(200 * time.Millisecond)
+	}
+	return d, err
+}
+
+// A request resumed after a crash (its prompt went, its delete was lost)
+// must not replace the subscriber's next request while both are worked on:
+// the Y that follows would find the claim of the Y before and go
+// unanswered. The kill -9 loop caught this; one subscriber's steps now take
+// turns.
+func TestResumedRequestDoesNotOvertakeTheNext(t *testing.T) {
+	tg := newTestGateway(t, Options{Workers: 4})
+	// Answered once, the gateway runs: a restart now cannot race its
+	// start (a Run begun after its Shutdown would take up jobs).
+	if got := tg.send(bob, "HELP"); len(got) != 1 {
+		t.Fatalf("HELP: got %q", got)
+	}
+	stale := &staleDialog{State: tg.deps.State, stalled: make(chan struct{})}
+	tg.deps.State = stale
+	tg.restart()
+	tg.expect(alice, "CXMYD", promptText(15, itinerary.Chinese, 10))
+	tg.jobs.mu.Lock()
+	var requestID string
+	for id := range tg.jobs.first {
+		requestID = max(requestID, id) // job ids are time-ordered: the CXMYD's
+	}
+	request := tg.jobs.first[requestID]
+	tg.jobs.mu.Unlock()
+	if got := tg.send(alice, "Y"); len(got) != 1 {
+		t.Fatalf("Y: got %q, want the itinerary", got)
+	}
+
+	// A crash left the request queued; it resumes beside the subscriber's
+	// next request, reading the dialogue before that one changes it.
+	tg.jobs.PutJob(context.Background(), []byte(requestID), request)
+	stale.armed.Store(true)
+	tg.restart()
+	<-stale.stalled
+	tg.handle(alice, "TRIP")
+	tg.waitIdle()
+	if got := tg.send(alice, "Y"); len(got) != 1 || !strings.Contains(got[0], "Beijing") {
+		t.Fatalf("Y after TRIP: got %q, want the English itinerary", got)
 	}
 }
 
