@@ -39,9 +39,9 @@
 // wait on the log) and is logged before it is confirmed. JL (ACCESS, LOG)
 // lists the newest lookups of the subscriber's data from the log: when, and
 // whether by the subscriber or by staff (never which operator), hiding
-// anything from before the number last changed hands. JL counts against the daily limit
-// like a request: the log search is the dearest thing a subscriber can ask
-// for.
+// anything from before the number last changed hands. JL counts against the
+// daily limit like a request: the log search is the dearest thing a
+// subscriber can ask for.
 //
 // Duplicate claims are keyed by the subscriber's consent as well as the
 // dialogue's token, so that a TD or KT changes what a keyword sent again is
