@@ -42,6 +42,7 @@ func (e *env) benchSMSCommand() *cli.Command {
 			&cli.IntFlag{Name: "mo-concurrency", Value: 64, Usage: "MOs taken at once (serve --mo-concurrency)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the gateway side to this file"},
+			&cli.StringFlag{Name: "echo-cpuprofile", Usage: "write a CPU profile of the echo side to this file (compare: go tool pprof -diff_base ECHO GATEWAY)"},
 			procsFlag(),
 		),
 		Action: func(c *cli.Context) error {
@@ -238,18 +239,12 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 	}
 	res := &smsBenchResult{Concurrency: cfg.concurrency, Seconds: cfg.duration.Seconds(), Window: cfg.window, Workers: cfg.workers, Handlers: cfg.handlers, Rate: cfg.rate, Procs: runtime.GOMAXPROCS(0)}
 	fmt.Fprintf(e.stderr, "bench sms: driving the gateway for %s...\n", cfg.duration)
-	if path := c.String("cpuprofile"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return nil, fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return nil, fmt.Errorf("--cpuprofile: %w", err)
-		}
+	stopProfile, err := startProfile(c, "cpuprofile")
+	if err != nil {
+		return nil, err
 	}
 	res.Gateway = drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, cfg.duration, driveWait)
-	pprof.StopCPUProfile()
+	stopProfile()
 	if cfg.rate > 0 {
 		fmt.Fprintf(e.stderr, "bench sms: offering the gateway %.0f queries a second for %s...\n", cfg.rate, cfg.duration)
 		s := driveRate(ctx, sim, router, everyone, []string{"CXMYD", "Y"}, cfg.rate, cfg.duration)
@@ -285,7 +280,12 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 		return nil, err
 	}
 	fmt.Fprintf(e.stderr, "bench sms: driving the echo ESME for %s...\n", cfg.duration)
+	stopProfile, err = startProfile(c, "echo-cpuprofile")
+	if err != nil {
+		return nil, err
+	}
 	res.Echo = drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, cfg.duration, driveWait)
+	stopProfile()
 	if res.Echo.QueriesPerSec > 0 {
 		res.Ratio = res.Gateway.QueriesPerSec / res.Echo.QueriesPerSec
 	}
@@ -306,6 +306,25 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 // driveWait bounds each MO's delivery and reply for the gateway and our
 // echo: neither loses one, so running out is an error worth its wait.
 const driveWait = 30 * time.Second
+
+// startProfile starts a CPU profile into the file the flag names, if
+// any, and returns what stops it and closes the file. The two sides are
+// profiled alike so that one can be read against the other.
+func startProfile(c *cli.Context, flag string) (stop func(), err error) {
+	path := c.String(flag)
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", flag, err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--%s: %w", flag, err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
 
 // drive runs one goroutine per number; each sends the script's MOs in turn,
 // waiting up to wait for each to be delivered and answered, until d passes.
