@@ -44,7 +44,13 @@ type conn struct {
 	nc   net.Conn
 	log  zerolog.Logger
 
-	wmu sync.Mutex // one frame at a time on the wire
+	// Writes: one at a time on the socket; frames that come while one is
+	// in progress queue behind it in next and go out together, in one
+	// write, when it ends (see write).
+	wmu     sync.Mutex
+	writing bool    // a write is on the socket
+	next    *wbatch // frames queued behind it; nil if none
+	spare   []byte  // a written batch's buffer, for the next one
 
 	pmu     sync.Mutex
 	pending map[uint32]*call // keyed by our sequence number
@@ -129,11 +135,83 @@ func (s *Session) dialBind(ctx context.Context, l *link) (*conn, Status, error) 
 	}
 }
 
-// write sends one frame under the write lock with a deadline. It returns
-// how many bytes went out; a failed write closes the connection.
+// wbatch is frames queued while another write was on the socket. The
+// writer that queued the first of them (the leader) writes them all, in
+// one syscall, when the write before ends; the others wait for it.
+type wbatch struct {
+	buf  []byte
+	turn chan struct{} // closed when the leader may write
+	done chan struct{} // closed when the write has ended
+	n    int           // bytes of buf written
+	err  error
+}
+
+// write sends one frame with a deadline and returns when it has gone out
+// (or failed), with how many of its bytes went out; a failed write closes
+// the connection. Frames are written whole and in the order their
+// writers queued them.
+//
+// Writers that come while a write is in progress queue their frames
+// together and the first of them writes the lot when it ends: the replies
+// that one fsync of the job journal releases at once, or the submit_sm of
+// many workers, cost one syscall and one wakeup of the peer's reader
+// instead of one each. On loopback a write costs 4-5 µs of CPU, most of
+// it the receiving side's work done on the writer's thread; the SMSC's
+// reads shrink alike. A writer alone on the socket writes at once, as
+// with a mutex.
 func (c *conn) write(b []byte) (int, error) {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	select {
+	case <-c.closed:
+		c.wmu.Unlock()
+		return 0, ErrConnLost
+	default:
+	}
+	if !c.writing {
+		c.writing = true
+		c.wmu.Unlock()
+		n, err := c.writeOut(b)
+		c.handOver()
+		return n, err
+	}
+	bt := c.next
+	leader := bt == nil
+	if leader {
+		bt = &wbatch{buf: c.spare[:0], turn: make(chan struct{}), done: make(chan struct{})}
+		c.spare = nil
+		c.next = bt
+	}
+	off := len(bt.buf)
+	bt.buf = append(bt.buf, b...)
+	c.wmu.Unlock()
+	if leader {
+		<-bt.turn
+		bt.n, bt.err = c.writeOut(bt.buf)
+		close(bt.done)
+		c.handOver()
+		c.wmu.Lock()
+		if cap(bt.buf) <= maxSpare {
+			c.spare = bt.buf
+		}
+		c.wmu.Unlock()
+	} else {
+		<-bt.done
+	}
+	n := min(max(bt.n-off, 0), len(b))
+	if n == len(b) {
+		return n, nil // the frame went out, whatever came after it
+	}
+	if bt.err == nil {
+		return n, ErrConnLost // unreachable: a short write returns an error
+	}
+	return n, bt.err
+}
+
+// maxSpare bounds the batch buffer kept for reuse.
+const maxSpare = 64 << 10
+
+// writeOut writes b to the socket; the caller holds the turn to write.
+func (c *conn) writeOut(b []byte) (int, error) {
 	select {
 	case <-c.closed:
 		return 0, ErrConnLost
@@ -146,6 +224,20 @@ func (c *conn) write(b []byte) (int, error) {
 		return n, fmt.Errorf("%w: %w", ErrConnLost, err)
 	}
 	return n, nil
+}
+
+// handOver ends a write: the batch queued behind it, if any, may go.
+func (c *conn) handOver() {
+	c.wmu.Lock()
+	bt := c.next
+	c.next = nil
+	if bt == nil {
+		c.writing = false
+	}
+	c.wmu.Unlock()
+	if bt != nil {
+		close(bt.turn)
+	}
 }
 
 // close ends the connection once; pending requests see c.closed.
