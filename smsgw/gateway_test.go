@@ -334,6 +334,16 @@ func (tg *testGateway) waitIdle() {
 	}
 }
 
+// waitSent waits until n messages were sent in all.
+func (tg *testGateway) waitSent(n int) {
+	tg.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); len(tg.sink.sent()) < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			tg.t.Fatalf("%d messages sent, want %d", len(tg.sink.sent()), n)
+		}
+	}
+}
+
 // expect sends text and checks the one reply.
 func (tg *testGateway) expect(from, text, want string) {
 	tg.t.Helper()
@@ -492,18 +502,10 @@ func TestEntrysFsyncHoldsNoWorker(t *testing.T) {
 	release := func() { once.Do(func() { close(hold) }) }
 	t.Cleanup(release) // first: a failure must not leave the gateway stuck
 	tg.log.hold.Store(&hold)
-	waitSent := func(n int) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); len(tg.sink.sent()) < n; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d messages sent, want %d", len(tg.sink.sent()), n)
-			}
-		}
-	}
 	tg.handle(alice, "Y")
-	waitSent(2) // the itinerary goes while the entry's fsync is held
+	tg.waitSent(2) // the itinerary goes while the entry's fsync is held
 	tg.handle(bob, "TRIP")
-	waitSent(3)
+	tg.waitSent(3)
 	if msgs := tg.sink.sent(); msgs[2].Text != promptText(15, itinerary.English, 10) {
 		t.Fatalf("bob got %q, want the prompt", msgs[2].Text)
 	}
@@ -521,6 +523,42 @@ func TestEntrysFsyncHoldsNoWorker(t *testing.T) {
 	}
 	if left := tg.jobs.len(); left != 0 {
 		t.Fatalf("%d jobs stored after the fsync and Shutdown, want none", left)
+	}
+}
+
+// The finisher lets jobs go at most once per FinishEvery, so that the
+// access-log entries of the Ys that come meanwhile share one fsync; a
+// shutdown does not wait the interval out.
+func TestFinisherWaitsOutItsIntervalButNotAShutdown(t *testing.T) {
+	tg := newTestGateway(t, Options{FinishEvery: time.Hour})
+	waitJobs := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); tg.jobs.len() != n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d jobs stored, want %d", tg.jobs.len(), n)
+			}
+		}
+	}
+	tg.expect(alice, "TRIP", promptText(15, itinerary.English, 10))
+	tg.send(alice, "Y")
+	waitJobs(0) // the first batch goes at once
+	tg.expect(bob, "TRIP", promptText(15, itinerary.English, 10))
+	tg.handle(bob, "Y")
+	tg.waitSent(4) // his itinerary goes at once
+	time.Sleep(50 * time.Millisecond)
+	if n := tg.jobs.len(); n != 1 {
+		t.Fatalf("%d jobs stored within the interval, want bob's Y", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tg.g.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if n := tg.jobs.len(); n != 0 {
+		t.Fatalf("%d jobs stored after Shutdown, want none", n)
+	}
+	if es := tg.entries(); len(es) != 2 {
+		t.Fatalf("%d entries, want two self-queries", len(es))
 	}
 }
 
