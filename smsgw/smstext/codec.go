@@ -133,15 +133,30 @@ func decodeLatin1(b []byte) string {
 // decodeUCS2 reads UTF-16BE: surrogate pairs combine, a lone surrogate or
 // an odd trailing byte becomes U+FFFD.
 func decodeUCS2(b []byte) string {
-	units := make([]uint16, 0, len(b)/2)
+	// Straight into UTF-8, as utf16.Decode would decode (lone surrogates
+	// → U+FFFD) but without its two intermediate slices: the simulator
+	// decodes every UCS-2 reply this way.
+	out := make([]byte, 0, len(b)+len(b)/2)
 	for i := 0; i+1 < len(b); i += 2 {
-		units = append(units, uint16(b[i])<<8|uint16(b[i+1]))
+		r := rune(b[i])<<8 | rune(b[i+1])
+		if utf16.IsSurrogate(r) {
+			r2 := utf8.RuneError // a high surrogate needs a low one after it
+			if i+3 < len(b) {
+				r2 = rune(b[i+2])<<8 | rune(b[i+3])
+			}
+			if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+				r = d
+				i += 2
+			} else {
+				r = utf8.RuneError
+			}
+		}
+		out = utf8.AppendRune(out, r)
 	}
-	s := string(utf16.Decode(units)) // lone surrogates → U+FFFD
 	if len(b)%2 == 1 {
-		s += string(utf8.RuneError)
+		out = utf8.AppendRune(out, utf8.RuneError)
 	}
-	return s
+	return string(out)
 }
 
 // FitsGSM reports whether every character of text has a GSM 03.38
@@ -175,8 +190,9 @@ func Encode(text string) (dataCoding byte, b []byte) {
 // EncodeUCS2 encodes text as UTF-16 big-endian.
 func encodeUCS2(text string) []byte {
 	b := make([]byte, 0, 2*len(text))
+	var units [2]uint16
 	for _, r := range text {
-		for _, u := range utf16.Encode([]rune{r}) {
+		for _, u := range utf16.AppendRune(units[:0], r) {
 			b = append(b, byte(u>>8), byte(u))
 		}
 	}

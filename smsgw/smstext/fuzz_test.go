@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -84,6 +85,36 @@ func FuzzSplitRoundTrip(f *testing.F) {
 		}
 		if got == nil || got.Text != text {
 			t.Fatalf("round trip lost text: %+v", got)
+		}
+	})
+}
+
+// The UCS-2 codec against the standard library's UTF-16, which it
+// reimplements without the intermediate slices.
+func FuzzUCS2MatchesUTF16(f *testing.F) {
+	f.Add([]byte{0x00, 0x41, 0xd8, 0x3d, 0xde, 0x00})
+	f.Add([]byte{0xd8, 0x3d})
+	f.Add([]byte{0xde, 0x00, 0xd8, 0x3d, 0x00})
+	f.Add([]byte("行程"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		units := make([]uint16, 0, len(b)/2)
+		for i := 0; i+1 < len(b); i += 2 {
+			units = append(units, uint16(b[i])<<8|uint16(b[i+1]))
+		}
+		want := string(utf16.Decode(units))
+		if len(b)%2 == 1 {
+			want += string(utf8.RuneError)
+		}
+		if got := decodeUCS2(b); got != want {
+			t.Fatalf("decodeUCS2(% x) = %q, want %q", b, got, want)
+		}
+		text := string(b) // any bytes, valid UTF-8 or not
+		var enc []byte
+		for _, u := range utf16.Encode([]rune(text)) {
+			enc = append(enc, byte(u>>8), byte(u))
+		}
+		if got := encodeUCS2(text); !bytes.Equal(got, enc) {
+			t.Fatalf("encodeUCS2(%q) = % x, want % x", text, got, enc)
 		}
 	})
 }
