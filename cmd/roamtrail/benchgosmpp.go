@@ -76,7 +76,7 @@ func (e *env) goSMPPPhase(ctx context.Context, sim *smsc.Server, router *mtRoute
 		return fmt.Errorf("go-smpp echo: not bound: %w", err)
 	}
 	fmt.Fprintf(e.stderr, "bench sms: driving the go-smpp echo for %s...\n", d)
-	side := drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, d, gosmppWait, g.cmd.Process.Pid)
+	side := drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, d, gosmppWait, g.cmd.Process.Pid).side()
 	st, err := g.stop()
 	if err != nil {
 		return err

@@ -35,6 +35,7 @@ func (e *env) benchSMSCommand() *cli.Command {
 			&cli.IntFlag{Name: "subscribers", Value: 10_000, Usage: "population with history"},
 			&cli.IntFlag{Name: "concurrency", Value: 200, Usage: "subscribers texting at once"},
 			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long each side is driven"},
+			&cli.IntFlag{Name: "rounds", Value: 4, Usage: "at saturation, the sides take turns in this many rounds each (G E E G G E E G ...), --duration in all"},
 			&cli.Float64Flag{Name: "rate", Value: 2000, Usage: "then offer this many queries a second, open loop, and measure latency at that load (0: skip)"},
 			// The gateway runs with serve's defaults unless told otherwise.
 			&cli.IntFlag{Name: "window", Value: 50, Usage: "outstanding submit_sm per bind (serve --window)"},
@@ -57,10 +58,13 @@ func (e *env) benchSMSCommand() *cli.Command {
 			}
 			defer cleanup()
 
-			cfg := smsBenchConfig{subscribers: c.Int("subscribers"), concurrency: c.Int("concurrency"), duration: c.Duration("duration"),
+			cfg := smsBenchConfig{subscribers: c.Int("subscribers"), concurrency: c.Int("concurrency"), duration: c.Duration("duration"), rounds: c.Int("rounds"),
 				window: c.Int("window"), workers: c.Int("workers"), handlers: c.Int("mo-concurrency"), rate: c.Float64("rate")}
 			if cfg.concurrency < 1 || cfg.concurrency > cfg.subscribers {
 				return fmt.Errorf("--concurrency: want 1..--subscribers")
+			}
+			if cfg.rounds < 1 || cfg.rounds > 100 {
+				return fmt.Errorf("--rounds: want 1..100")
 			}
 			if cfg.window < 1 || cfg.workers < 1 || cfg.handlers < 1 {
 				return fmt.Errorf("--window, --workers, --mo-concurrency: want 1 or more")
@@ -80,6 +84,7 @@ func (e *env) benchSMSCommand() *cli.Command {
 type smsBenchConfig struct {
 	subscribers, concurrency, window, workers, handlers int
 	duration                                            time.Duration
+	rounds                                              int     // each side's at saturation (turns)
 	rate                                                float64 // open-loop queries a second; 0 skips that phase
 }
 
@@ -106,9 +111,14 @@ type smsSide struct {
 type smsBenchResult struct {
 	Concurrency int     `json:"concurrency"`
 	Seconds     float64 `json:"seconds"`
-	Window      int     `json:"window"`
-	Workers     int     `json:"workers"`
-	Handlers    int     `json:"mo_concurrency"`
+	// Rounds is how many rounds each side had at saturation, in turns
+	// (turns); the Turns are each turn's queries a second, in order.
+	Rounds       int       `json:"rounds"`
+	GatewayTurns []float64 `json:"gateway_turns_qps,omitempty"`
+	EchoTurns    []float64 `json:"echo_turns_qps,omitempty"`
+	Window       int       `json:"window"`
+	Workers      int       `json:"workers"`
+	Handlers     int       `json:"mo_concurrency"`
 	// Procs is GOMAXPROCS while both sides ran (serve's --procs; the
 	// echo runs in the same process).
 	Procs   int     `json:"procs"`
@@ -129,7 +139,7 @@ type smsBenchResult struct {
 func (r *smsBenchResult) table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "roamtrail bench sms: loopback, %.0fs per phase and side; window %d, workers %d, mo-concurrency %d, GOMAXPROCS %d\n", r.Seconds, r.Window, r.Workers, r.Handlers, r.Procs)
-	fmt.Fprintf(&b, "  %d subscribers texting at once (closed loop, saturation):\n", r.Concurrency)
+	fmt.Fprintf(&b, "  %d subscribers texting at once (closed loop, saturation), the sides taking turns in %d rounds each:\n", r.Concurrency, r.Rounds)
 	row := func(name string, s smsSide) {
 		fmt.Fprintf(&b, "    %-8s %8d %12.0f %11.2f ms %11.2f ms %7d %6.2f", name, s.Queries, s.QueriesPerSec, s.P50ms, s.P99ms, s.Errors, s.CPUCores)
 		if s.Skipped > 0 {
@@ -144,6 +154,9 @@ func (r *smsBenchResult) table() string {
 		fmt.Fprintf(&b, "    %-8s %8d %12.0f %11.2f ms %11.2f ms %7d %6.2f  (go-smpp Transceiver)\n", "go-smpp", g.Queries, g.QueriesPerSec, g.P50ms, g.P99ms, g.Errors, g.CPUCores)
 	}
 	fmt.Fprintf(&b, "    gateway/echo: %.2f (a query is two MOs and two replies: request, prompt, Y, itinerary)\n", r.Ratio)
+	if len(r.GatewayTurns) > 0 {
+		fmt.Fprintf(&b, "    queries/s by turn: gateway %v, echo %v\n", r.GatewayTurns, r.EchoTurns)
+	}
 	if g := r.GoSMPP; g != nil {
 		fmt.Fprintf(&b, "    gateway/go-smpp: %.2f; go-smpp lost %d MOs (acknowledged, no reply within %.0fs); its handler saw %d MOs, %d replies accepted, %d failed\n",
 			r.GoSMPPRatio, g.Lost, g.WaitSeconds, g.Handled, g.Replied, g.Failed)
@@ -203,16 +216,60 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 	gc.gw.ShortCode, gc.gw.Workers = "10086", cfg.workers
 	gc.gw.DailyLimit, gc.gw.GlobalLimit = 1<<30, 1<<30 // the bench repeats queries all day
 	gc.gw.MaxBacklog = 100_000
-	st, err := e.startStack(c, log, gc)
-	if err != nil {
-		return nil, err
+	// The sides take turns at saturation (turns): each is started before
+	// its turn and stopped after it, so that one alone is bound and in
+	// memory at a time, as when they ran one after the other.
+	var (
+		st       *stack       // the gateway, while it runs
+		stopEcho func() error // our echo, while it runs
+	)
+	stopGateway := func() error {
+		if st == nil {
+			return nil
+		}
+		err := st.stop(context.WithoutCancel(ctx))
+		st = nil
+		return err
 	}
-	stopped := false
+	startGateway := func() error {
+		if stopEcho != nil {
+			if err := stopEcho(); err != nil {
+				return err
+			}
+			stopEcho = nil
+		}
+		if st != nil {
+			return nil
+		}
+		s, err := e.startStack(c, log, gc)
+		if err != nil {
+			return err
+		}
+		st = s
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return st.session.WaitBound(wctx)
+	}
+	startOurEcho := func() error {
+		if err := stopGateway(); err != nil {
+			return err
+		}
+		if stopEcho != nil {
+			return nil
+		}
+		stop, err := startEcho(ctx, sim, cfg, log)
+		stopEcho = stop
+		return err
+	}
 	defer func() {
-		if !stopped {
-			st.stop(context.WithoutCancel(ctx))
+		stopGateway()
+		if stopEcho != nil {
+			stopEcho()
 		}
 	}()
+	if err := startGateway(); err != nil {
+		return nil, err
+	}
 	pop := fixtures.Config{Subscribers: cfg.subscribers, Days: 30, Seed: 1, End: time.Now(), Location: st.svc.loc}
 	if err := pop.Validate(); err != nil {
 		return nil, err
@@ -220,11 +277,6 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(fixtures.WriteCSV(ctx, pw, pop)) }()
 	if _, err := feed.Ingest(ctx, pr, st.svc.catalog, st.svc.ps, st.svc.db, feed.Options{}); err != nil {
-		return nil, err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := st.session.WaitBound(wctx); err != nil {
 		return nil, err
 	}
 	numbers := make([]string, cfg.concurrency)
@@ -237,70 +289,124 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 	for i := range everyone {
 		everyone[i] = "86" + strconv.FormatUint(fixtures.DefaultFirstNumber+uint64(i), 10)
 	}
-	res := &smsBenchResult{Concurrency: cfg.concurrency, Seconds: cfg.duration.Seconds(), Window: cfg.window, Workers: cfg.workers, Handlers: cfg.handlers, Rate: cfg.rate, Procs: runtime.GOMAXPROCS(0)}
-	fmt.Fprintf(e.stderr, "bench sms: driving the gateway for %s...\n", cfg.duration)
-	stopProfile, err := startProfile(c, "cpuprofile")
-	if err != nil {
-		return nil, err
-	}
-	res.Gateway = drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, cfg.duration, driveWait)
-	stopProfile()
-	if cfg.rate > 0 {
-		fmt.Fprintf(e.stderr, "bench sms: offering the gateway %.0f queries a second for %s...\n", cfg.rate, cfg.duration)
-		s := driveRate(ctx, sim, router, everyone, []string{"CXMYD", "Y"}, cfg.rate, cfg.duration)
-		res.GatewayRate = &s
-	}
+	res := &smsBenchResult{Concurrency: cfg.concurrency, Seconds: cfg.duration.Seconds(), Rounds: cfg.rounds, Window: cfg.window, Workers: cfg.workers, Handlers: cfg.handlers, Rate: cfg.rate, Procs: runtime.GOMAXPROCS(0)}
 
-	// The same traffic against a bare echo ESME on the same simulator.
-	if err := st.stop(context.WithoutCancel(ctx)); err != nil {
-		return nil, err
+	// Saturation, in turns.
+	var gwRun, echoRun driveRun
+	per := cfg.duration / time.Duration(cfg.rounds)
+	profiles := map[string]int{}
+	for _, t := range turns(cfg.rounds) {
+		name, flag, start, sum := "the gateway", "cpuprofile", startGateway, &gwRun
+		if !t.gateway {
+			name, flag, start, sum = "the echo ESME", "echo-cpuprofile", startOurEcho, &echoRun
+		}
+		if err := start(); err != nil {
+			return nil, err
+		}
+		profiles[flag]++
+		stopProfile, err := startProfile(c, flag, profiles[flag])
+		if err != nil {
+			return nil, err
+		}
+		d := per * time.Duration(t.rounds)
+		fmt.Fprintf(e.stderr, "bench sms: driving %s for %s...\n", name, d)
+		r := drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, d, driveWait)
+		stopProfile()
+		sum.add(r)
+		if t.gateway {
+			res.GatewayTurns = append(res.GatewayTurns, math.Round(r.perSec()))
+		} else {
+			res.EchoTurns = append(res.EchoTurns, math.Round(r.perSec()))
+		}
 	}
-	stopped = true
-	echo, err := smpp.NewEcho(smpp.EchoOptions{Session: smpp.Options{Addr: sim.Addr(), SystemID: "echo", Window: cfg.window, HandlerWorkers: cfg.handlers, HandlerQueue: 4 * cfg.handlers, Logger: &log}, Reply: "OK", Queue: 100_000})
-	if err != nil {
-		return nil, err
-	}
-	var echoWG sync.WaitGroup
-	echoCtx, stopEcho := context.WithCancel(context.WithoutCancel(ctx))
-	echoWG.Go(func() { echo.Serve(echoCtx) })
-	var echoOnce sync.Once
-	stopOurEcho := func() {
-		echoOnce.Do(func() {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			echo.Shutdown(sctx)
-			cancel()
-			stopEcho()
-			echoWG.Wait()
-		})
-	}
-	defer stopOurEcho()
-	ectx, ecancel := context.WithTimeout(ctx, 10*time.Second)
-	defer ecancel()
-	if err := echo.Session().WaitBound(ectx); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(e.stderr, "bench sms: driving the echo ESME for %s...\n", cfg.duration)
-	stopProfile, err = startProfile(c, "echo-cpuprofile")
-	if err != nil {
-		return nil, err
-	}
-	res.Echo = drive(ctx, sim, router, numbers, []string{"CXMYD", "Y"}, cfg.duration, driveWait)
-	stopProfile()
+	res.Gateway, res.Echo = gwRun.side(), echoRun.side()
 	if res.Echo.QueriesPerSec > 0 {
 		res.Ratio = res.Gateway.QueriesPerSec / res.Echo.QueriesPerSec
 	}
+
+	// At a fixed rate: the gateway, then the echo.
 	if cfg.rate > 0 {
+		if err := startGateway(); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(e.stderr, "bench sms: offering the gateway %.0f queries a second for %s...\n", cfg.rate, cfg.duration)
+		gs := driveRate(ctx, sim, router, everyone, []string{"CXMYD", "Y"}, cfg.rate, cfg.duration)
+		res.GatewayRate = &gs
+		if err := startOurEcho(); err != nil {
+			return nil, err
+		}
 		fmt.Fprintf(e.stderr, "bench sms: offering the echo ESME %.0f queries a second for %s...\n", cfg.rate, cfg.duration)
-		s := driveRate(ctx, sim, router, everyone, []string{"CXMYD", "Y"}, cfg.rate, cfg.duration)
-		res.EchoRate = &s
+		es := driveRate(ctx, sim, router, everyone, []string{"CXMYD", "Y"}, cfg.rate, cfg.duration)
+		res.EchoRate = &es
 	}
-	// Our echo unbinds first: the simulator spreads MOs over every bound
+	// Ours unbind first: the simulator spreads MOs over every bound
 	// receiver.
-	stopOurEcho()
+	if err := stopGateway(); err != nil {
+		return nil, err
+	}
+	if stopEcho != nil {
+		err := stopEcho()
+		stopEcho = nil
+		if err != nil {
+			return nil, err
+		}
+	}
 	if err := e.goSMPPPhase(ctx, sim, router, numbers, cfg.duration, res); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// turn is a side's turn at saturation, rounds long.
+type turn struct {
+	gateway bool
+	rounds  int
+}
+
+// turns orders rounds rounds of each side as G E E G G E E G ... (each
+// pair of rounds mirrors the one before), joining a side's consecutive
+// rounds into one turn: a drift of the machine's speed over the run then
+// weighs on both sides alike, which one long phase each, one after the
+// other, did not (runs of this machine's echo alone differed by a
+// quarter from one minute to the next).
+func turns(rounds int) []turn {
+	var ts []turn
+	for i := range 2 * rounds {
+		g := (i+1)/2%2 == 0
+		if n := len(ts); n > 0 && ts[n-1].gateway == g {
+			ts[n-1].rounds++
+			continue
+		}
+		ts = append(ts, turn{gateway: g, rounds: 1})
+	}
+	return ts
+}
+
+// startEcho binds a bare echo ESME to sim, with the gateway's window and
+// MO concurrency, answering every MO with "OK"; stop unbinds it.
+func startEcho(ctx context.Context, sim *smsc.Server, cfg smsBenchConfig, log zerolog.Logger) (stop func() error, err error) {
+	echo, err := smpp.NewEcho(smpp.EchoOptions{Session: smpp.Options{Addr: sim.Addr(), SystemID: "echo", Window: cfg.window, HandlerWorkers: cfg.handlers, HandlerQueue: 4 * cfg.handlers, Logger: &log}, Reply: "OK", Queue: 100_000})
+	if err != nil {
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Go(func() { echo.Serve(ectx) })
+	stop = func() error {
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer scancel()
+		err := echo.Shutdown(sctx)
+		cancel()
+		wg.Wait()
+		return err
+	}
+	bctx, bcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer bcancel()
+	if err := echo.Session().WaitBound(bctx); err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
 }
 
 // driveWait bounds each MO's delivery and reply for the gateway and our
@@ -309,11 +415,16 @@ const driveWait = 30 * time.Second
 
 // startProfile starts a CPU profile into the file the flag names, if
 // any, and returns what stops it and closes the file. The two sides are
-// profiled alike so that one can be read against the other.
-func startProfile(c *cli.Context, flag string) (stop func(), err error) {
+// profiled alike so that one can be read against the other. A side's
+// turn n after the first writes FILE.n: go tool pprof merges the files it
+// is given.
+func startProfile(c *cli.Context, flag string, n int) (stop func(), err error) {
 	path := c.String(flag)
 	if path == "" {
 		return func() {}, nil
+	}
+	if n > 1 {
+		path += "." + strconv.Itoa(n)
 	}
 	f, err := os.Create(path)
 	if err != nil {
@@ -330,7 +441,7 @@ func startProfile(c *cli.Context, flag string) (stop func(), err error) {
 // waiting up to wait for each to be delivered and answered, until d passes.
 // A completed script is one query. The CPU of the processes pids (an ESME
 // run apart) counts with this one's.
-func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, script []string, d, wait time.Duration, pids ...int) smsSide {
+func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, script []string, d, wait time.Duration, pids ...int) driveRun {
 	var (
 		queries, errs, lost atomic.Int64
 		lastDone            atomic.Int64 // since start, of the last query completed
@@ -395,10 +506,35 @@ func drive(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers, scr
 	if took == 0 {
 		took = time.Since(start)
 	}
-	s := smsSide{Queries: queries.Load(), Errors: errs.Load(), Lost: lost.Load(), QueriesPerSec: float64(queries.Load()) / took.Seconds(), CPUCores: cpu.cores(took)}
-	if len(lat) > 0 {
-		slices.Sort(lat)
-		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1e3 }
+	return driveRun{queries: queries.Load(), errs: errs.Load(), lost: lost.Load(), took: took, cpu: cpu.spentSince(), lat: lat}
+}
+
+// driveRun is what one or more drives of a side counted.
+type driveRun struct {
+	queries, errs, lost int64
+	took                time.Duration // driving, in all
+	cpu                 float64       // seconds of CPU meanwhile
+	lat                 []time.Duration
+}
+
+func (r *driveRun) add(o driveRun) {
+	r.queries += o.queries
+	r.errs += o.errs
+	r.lost += o.lost
+	r.took += o.took
+	r.cpu += o.cpu
+	r.lat = append(r.lat, o.lat...)
+}
+
+func (r driveRun) perSec() float64 { return float64(r.queries) / r.took.Seconds() }
+
+// side sums r up: the rate over the time driven, the CPU over that time,
+// the latencies' quantiles.
+func (r driveRun) side() smsSide {
+	s := smsSide{Queries: r.queries, Errors: r.errs, Lost: r.lost, QueriesPerSec: r.perSec(), CPUCores: coresOf(r.cpu, r.took)}
+	if len(r.lat) > 0 {
+		slices.Sort(r.lat)
+		q := func(p float64) float64 { return float64(r.lat[int(p*float64(len(r.lat)-1))].Microseconds()) / 1e3 }
 		s.P50ms, s.P99ms = q(0.5), q(0.99)
 	}
 	return s
@@ -485,7 +621,7 @@ func driveRate(ctx context.Context, sim *smsc.Server, router *mtRouter, numbers,
 // smsBenchDefaults is bench sms's configuration at its defaults, for the
 // commands that run it (bench compare).
 func smsBenchDefaults() smsBenchConfig {
-	return smsBenchConfig{subscribers: 10_000, concurrency: 200, duration: 10 * time.Second, window: 10, workers: 64, handlers: 256}
+	return smsBenchConfig{subscribers: 10_000, concurrency: 200, duration: 10 * time.Second, rounds: 4, window: 10, workers: 64, handlers: 256}
 }
 
 // cpuMeter is the CPU time of this process and of pids since it started.
@@ -511,8 +647,14 @@ func (m cpuMeter) read() float64 {
 // cores is the CPU time spent since start over took, the phase's length
 // (which leaves out a wait for late replies at its end), in cores, to 0.01
 // (/proc counts in ticks of 10 ms); 0 when /proc cannot be read.
-func (m cpuMeter) cores(took time.Duration) float64 {
-	c := (m.read() - m.spent) / took.Seconds()
+func (m cpuMeter) cores(took time.Duration) float64 { return coresOf(m.spentSince(), took) }
+
+// spentSince is the CPU time spent since start, in seconds; NaN when
+// /proc cannot be read.
+func (m cpuMeter) spentSince() float64 { return m.read() - m.spent }
+
+func coresOf(cpu float64, took time.Duration) float64 {
+	c := cpu / took.Seconds()
 	if math.IsNaN(c) || math.IsInf(c, 0) || c < 0 {
 		return 0
 	}
