@@ -797,6 +797,20 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 			g.m.duplicates.Inc()
 			return nil
 		}
+		if j.Cmd.Kind == KindConfirm && d.Pending != nil && (j.Intent == nil || j.Intent.Nonce != d.Pending.Nonce) {
+			// This Y came before the request now pending (Handle recorded
+			// what was pending then): it was sent for an earlier request,
+			// or for none, or it is the SMSC's redelivery of a Y whose resp
+			// a crash lost, worked on only after the resumed original had
+			// answered and the subscriber had made a new request. It is
+			// not consent to that request, and it must not take the claim
+			// that the subscriber's own Y for it will need.
+			if j.Intent == nil {
+				return g.reply(ctx, j, "nothing_pending", nothingPendingText(j.Cmd.Lang))
+			}
+			g.m.duplicates.Inc()
+			return nil
+		}
 		first, err := g.claim(ctx, j, claimKey(j.Sub, j.Cmd, tokenOf(d.Token, c)))
 		if err != nil {
 			return g.stateErr(err)

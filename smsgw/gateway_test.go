@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -488,6 +489,107 @@ func TestResumedRequestDoesNotOvertakeTheNext(t *testing.T) {
 	tg.waitIdle()
 	if got := tg.send(alice, "Y"); len(got) != 1 || !strings.Contains(got[0], "Beijing") {
 		t.Fatalf("Y after TRIP: got %q, want the English itinerary", got)
+	}
+}
+
+// A Y whose job resumes as Handle stored it, though its last run had
+// resolved the request (a kill before the job's update, which is not
+// synced on its own, reached the disk), still answers with the itinerary:
+// it finds its own done claim, and Resolve gives the same taker the same
+// request again. Had the kill come before the itinerary went, this is the
+// subscriber's only answer.
+func TestResumedYResolvedBeforeACrashStillSendsTheItinerary(t *testing.T) {
+	tg := newTestGateway(t, Options{})
+	tg.expect(alice, "TRIP", promptText(15, itinerary.English, 10))
+	tg.jobs.mu.Lock()
+	before := maps.Clone(tg.jobs.first)
+	tg.jobs.mu.Unlock()
+	if got := tg.send(alice, "Y"); len(got) != 1 || !strings.Contains(got[0], "Beijing") {
+		t.Fatalf("Y: got %q, want the itinerary", got)
+	}
+	tg.jobs.mu.Lock()
+	var yID string
+	for id := range tg.jobs.first {
+		if _, ok := before[id]; !ok {
+			yID = id
+		}
+	}
+	first := tg.jobs.first[yID]
+	tg.jobs.mu.Unlock()
+
+	tg.jobs.PutJob(context.Background(), []byte(yID), first)
+	mark := len(tg.sink.sent())
+	tg.restart()
+	for deadline := time.Now().Add(10 * time.Second); tg.jobs.len() > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the resumed Y is still queued")
+		}
+	}
+	tg.waitIdle()
+	var got []string
+	for _, m := range tg.sink.sent()[mark:] {
+		got = append(got, m.Text)
+	}
+	if len(got) != 1 || !strings.Contains(got[0], "Beijing") {
+		t.Fatalf("the resumed Y sent %q, want its itinerary again", got)
+	}
+	// The subscriber's next request and Y are answered as usual.
+	tg.expect(alice, "TRIP", promptText(15, itinerary.English, 10))
+	if got := tg.send(alice, "Y"); len(got) != 1 || !strings.Contains(got[0], "Beijing") {
+		t.Fatalf("the next Y: got %q, want the itinerary", got)
+	}
+}
+
+// A Y that comes before the request now pending is not consent to it: the
+// SMSC's redelivery of a Y whose resp a kill lost, worked on only after
+// the resumed original answered and the subscriber made a new request,
+// used to take that request and the claim the subscriber's own Y for it
+// needs, so that their Y got nothing (TestChaosKill9, 2026-11-28).
+func TestEarlierYDoesNotConfirmALaterRequest(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		// pendingAtArrival: whether the earlier Y came while the first
+		// request was still pending (its Intent), or after it was resolved
+		pendingAtArrival bool
+		want             []string // the earlier Y's replies once worked on
+	}{
+		{"came while the first was pending", true, nil},
+		{"came after the first was resolved", false, []string{nothingPendingText(itinerary.English)}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tg := newTestGateway(t, Options{})
+			tg.expect(alice, "TRIP", promptText(15, itinerary.English, 10))
+			// The earlier Y: Handle stored it and wrote its resp, but it is
+			// worked on only when Answered runs.
+			early := &smpp.Deliver{Source: smpp.Address{Addr: alice}, Text: "Y"}
+			if c.pendingAtArrival {
+				if st := tg.g.Handle(context.Background(), early); st != smpp.StatusOK {
+					t.Fatal(st)
+				}
+			}
+			if got := tg.send(alice, "Y"); len(got) != 1 || !strings.Contains(got[0], "Beijing") {
+				t.Fatalf("Y: got %q, want the itinerary", got)
+			}
+			if !c.pendingAtArrival {
+				if st := tg.g.Handle(context.Background(), early); st != smpp.StatusOK {
+					t.Fatal(st)
+				}
+			}
+			tg.expect(alice, "CXMYD", promptText(15, itinerary.Chinese, 10))
+			mark := len(tg.sink.sent())
+			early.Answered()
+			tg.waitIdle()
+			var got []string
+			for _, m := range tg.sink.sent()[mark:] {
+				got = append(got, m.Text)
+			}
+			if !slices.Equal(got, c.want) {
+				t.Fatalf("the earlier Y, worked on after CXMYD: got %q, want %q", got, c.want)
+			}
+			if got := tg.send(alice, "Y"); len(got) != 1 || !strings.Contains(got[0], "北京") {
+				t.Fatalf("the subscriber's Y for CXMYD: got %q, want the Chinese itinerary", got)
+			}
+		})
 	}
 }
 
