@@ -804,10 +804,10 @@ func (g *Gateway) step(ctx context.Context, j *job) error {
 			// a crash lost, worked on only after the resumed original had
 			// answered and the subscriber had made a new request. It is
 			// not consent to that request, and it must not take the claim
-			// that the subscriber's own Y for it will need.
-			if j.Intent == nil {
-				return g.reply(ctx, j, "nothing_pending", nothingPendingText(j.Cmd.Lang))
-			}
+			// that the subscriber's own Y for it will need. No reply
+			// either: a redelivery's original has had its answer, and a Y
+			// sent with nothing pending just before a request is answered
+			// by that request's prompt.
 			g.m.duplicates.Inc()
 			return nil
 		}

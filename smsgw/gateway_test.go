@@ -551,10 +551,9 @@ func TestEarlierYDoesNotConfirmALaterRequest(t *testing.T) {
 		// pendingAtArrival: whether the earlier Y came while the first
 		// request was still pending (its Intent), or after it was resolved
 		pendingAtArrival bool
-		want             []string // the earlier Y's replies once worked on
 	}{
-		{"came while the first was pending", true, nil},
-		{"came after the first was resolved", false, []string{nothingPendingText(itinerary.English)}},
+		{"came while the first was pending", true},
+		{"came after the first was resolved", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tg := newTestGateway(t, Options{})
@@ -583,8 +582,8 @@ func TestEarlierYDoesNotConfirmALaterRequest(t *testing.T) {
 			for _, m := range tg.sink.sent()[mark:] {
 				got = append(got, m.Text)
 			}
-			if !slices.Equal(got, c.want) {
-				t.Fatalf("the earlier Y, worked on after CXMYD: got %q, want %q", got, c.want)
+			if len(got) != 0 {
+				t.Fatalf("the earlier Y, worked on after CXMYD: got %q, want no reply", got)
 			}
 			if got := tg.send(alice, "Y"); len(got) != 1 || !strings.Contains(got[0], "北京") {
 				t.Fatalf("the subscriber's Y for CXMYD: got %q, want the Chinese itinerary", got)
