@@ -308,13 +308,26 @@ func (tg *testGateway) send(from, text string) []string {
 		tg.t.Fatalf("Handle(%q) = %v", text, st)
 	}
 	tg.waitIdle()
-	tg.sink.mu.Lock()
-	defer tg.sink.mu.Unlock()
+	return tg.textsSince(mark)
+}
+
+// textsSince returns the texts of the messages sent after the first mark.
+func (tg *testGateway) textsSince(mark int) []string {
 	var out []string
-	for _, m := range tg.sink.msgs[mark:] {
+	for _, m := range tg.sink.sent()[mark:] {
 		out = append(out, m.Text)
 	}
 	return out
+}
+
+// waitJobs waits until n jobs are stored.
+func (tg *testGateway) waitJobs(n int) {
+	tg.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); tg.jobs.len() != n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			tg.t.Fatalf("%d jobs stored, want %d", tg.jobs.len(), n)
+		}
+	}
 }
 
 // waitIdle waits until no job is queued, in progress or waiting to retry.
@@ -520,17 +533,9 @@ func TestResumedYResolvedBeforeACrashStillSendsTheItinerary(t *testing.T) {
 	tg.jobs.PutJob(context.Background(), []byte(yID), first)
 	mark := len(tg.sink.sent())
 	tg.restart()
-	for deadline := time.Now().Add(10 * time.Second); tg.jobs.len() > 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the resumed Y is still queued")
-		}
-	}
+	tg.waitJobs(0) // the resumed Y is done
 	tg.waitIdle()
-	var got []string
-	for _, m := range tg.sink.sent()[mark:] {
-		got = append(got, m.Text)
-	}
-	if len(got) != 1 || !strings.Contains(got[0], "Beijing") {
+	if got := tg.textsSince(mark); len(got) != 1 || !strings.Contains(got[0], "Beijing") {
 		t.Fatalf("the resumed Y sent %q, want its itinerary again", got)
 	}
 	// The subscriber's next request and Y are answered as usual.
@@ -578,11 +583,7 @@ func TestEarlierYDoesNotConfirmALaterRequest(t *testing.T) {
 			mark := len(tg.sink.sent())
 			early.Answered()
 			tg.waitIdle()
-			var got []string
-			for _, m := range tg.sink.sent()[mark:] {
-				got = append(got, m.Text)
-			}
-			if len(got) != 0 {
+			if got := tg.textsSince(mark); len(got) != 0 {
 				t.Fatalf("the earlier Y, worked on after CXMYD: got %q, want no reply", got)
 			}
 			if got := tg.send(alice, "Y"); len(got) != 1 || !strings.Contains(got[0], "北京") {
@@ -632,17 +633,9 @@ func TestEntrysFsyncHoldsNoWorker(t *testing.T) {
 // shutdown does not wait the interval out.
 func TestFinisherWaitsOutItsIntervalButNotAShutdown(t *testing.T) {
 	tg := newTestGateway(t, Options{FinishEvery: time.Hour})
-	waitJobs := func(n int) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); tg.jobs.len() != n; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d jobs stored, want %d", tg.jobs.len(), n)
-			}
-		}
-	}
 	tg.expect(alice, "TRIP", promptText(15, itinerary.English, 10))
 	tg.send(alice, "Y")
-	waitJobs(0) // the first batch goes at once
+	tg.waitJobs(0) // the first batch goes at once
 	tg.expect(bob, "TRIP", promptText(15, itinerary.English, 10))
 	tg.handle(bob, "Y")
 	tg.waitSent(4) // his itinerary goes at once
@@ -683,11 +676,7 @@ func TestUnsyncedEntryIsWrittenAgainAfterARestart(t *testing.T) {
 
 	tg.log.failSync.Store(false)
 	tg.restart()
-	for deadline := time.Now().Add(10 * time.Second); tg.jobs.len() > 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the resumed job is still queued")
-		}
-	}
+	tg.waitJobs(0) // the resumed job is done
 	tg.waitIdle()
 	es := tg.entries()
 	if len(es) != 2 || es[1].Action != audit.ActSelfQuery || es[1].Window != 30 || es[1].Detail != "written again after a restart" || es[1].Subject != es[0].Subject {
