@@ -231,12 +231,17 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 		st = nil
 		return err
 	}
+	stopOurEcho := func() error {
+		if stopEcho == nil {
+			return nil
+		}
+		err := stopEcho()
+		stopEcho = nil
+		return err
+	}
 	startGateway := func() error {
-		if stopEcho != nil {
-			if err := stopEcho(); err != nil {
-				return err
-			}
-			stopEcho = nil
+		if err := stopOurEcho(); err != nil {
+			return err
 		}
 		if st != nil {
 			return nil
@@ -263,9 +268,7 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 	}
 	defer func() {
 		stopGateway()
-		if stopEcho != nil {
-			stopEcho()
-		}
+		stopOurEcho()
 	}()
 	if err := startGateway(); err != nil {
 		return nil, err
@@ -344,12 +347,8 @@ func (e *env) runSMSBench(c *cli.Context, log zerolog.Logger, cfg smsBenchConfig
 	if err := stopGateway(); err != nil {
 		return nil, err
 	}
-	if stopEcho != nil {
-		err := stopEcho()
-		stopEcho = nil
-		if err != nil {
-			return nil, err
-		}
+	if err := stopOurEcho(); err != nil {
+		return nil, err
 	}
 	if err := e.goSMPPPhase(ctx, sim, router, numbers, cfg.duration, res); err != nil {
 		return nil, err
